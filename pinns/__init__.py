@@ -1,0 +1,1 @@
+"""pinns: see ARCHITECTURE.md; the model family lands with its issue."""

@@ -1,0 +1,1 @@
+"""Equation discovery (SINDy-style); lands with its issue."""

@@ -1,0 +1,1 @@
+"""solvers: see ARCHITECTURE.md; the model family lands with its issue."""

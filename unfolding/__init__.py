@@ -1,0 +1,1 @@
+"""unfolding: see ARCHITECTURE.md; the model family lands with its issue."""
