@@ -1,0 +1,152 @@
+"""Shared machinery: timing, machine description, memory bandwidth, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+# Read-only streaming probe: must be far larger than any last-level cache.
+_BANDWIDTH_PROBE_BYTES = 512 * 2**20
+
+
+def time_call(fn, *, repeat=10, min_time=0.0):
+    """Time ``fn()`` after one warm-up call.
+
+    Runs at least `repeat` times and until `min_time` seconds have passed.
+    Returns ``(best, median)`` in seconds.  The best time is the figure used
+    for ratios: on a shared machine noise only ever adds time.
+    """
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times))
+
+
+@njit(parallel=True, fastmath={"reassoc"}, cache=True)
+def _parallel_sum(a):
+    total = 0.0
+    for i in prange(a.shape[0]):
+        total += a[i]
+    return total
+
+
+def measure_read_bandwidth(nbytes=_BANDWIDTH_PROBE_BYTES, repeat=10):
+    """This machine's read bandwidth in bytes/s, with all numba threads.
+
+    A parallel read-only reduction over an array far larger than the cache,
+    compiled like the kernels it is compared against (numba, same threads).
+    """
+    a = np.ones(nbytes // 8)
+    best, _ = time_call(lambda: _parallel_sum(a), repeat=repeat)
+    return a.nbytes / best
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _last_level_cache_bytes():
+    """Largest cache reported by sysfs for cpu0 (Linux only), else None."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        sizes.append(int(text.rstrip("KMG")) * scale)
+    return max(sizes) if sizes else None
+
+
+def _version(dist):
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info():
+    """Describe where the benchmark ran (no bandwidth; see measure_read_bandwidth)."""
+    import torch
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cores_available": cores,
+        "last_level_cache_bytes": _last_level_cache_bytes(),
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": _threading_layer(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {d: _version(d) for d in ("numpy", "scipy", "numba", "torch", "scikit-learn")},
+    }
+
+
+def _threading_layer():
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        return None
+
+
+def format_table(cases, columns):
+    """Render case dicts as a fixed-width text table."""
+
+    def cell(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.4g}"
+        return str(value)
+
+    rows = [[cell(case.get(col)) for col in columns] for case in cases]
+    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(columns)]
+    lines = ["  ".join(col.ljust(w) for col, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def emit(result, *, table_columns, json_path=None, stream=sys.stdout):
+    """Print the readable table and summary; write the JSON file if asked."""
+    print(f"== {result['benchmark']} ({'quick' if result['quick'] else 'full'}) ==", file=stream)
+    m = result["machine"]
+    print(
+        f"machine: {m['cpu']}, {m['cores_available']} cores, numba {m['numba_threads']} threads "
+        f"({m['numba_threading_layer']}), torch {m['torch_threads']} threads",
+        file=stream,
+    )
+    if "read_bandwidth_gbs" in m:
+        print(f"measured read bandwidth: {m['read_bandwidth_gbs']:.2f} GB/s", file=stream)
+    print(format_table(result["cases"], table_columns), file=stream)
+    print("summary:", file=stream)
+    for key, value in result["summary"].items():
+        print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}", file=stream)
+    if json_path is not None:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}", file=stream)

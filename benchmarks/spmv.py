@@ -1,0 +1,168 @@
+"""CSR SpMV/SpMM on the CPU: sciml.sparse against scipy.sparse and torch.sparse_csr.
+
+Matrices: (a) the 2-D Poisson 5-point matrix on a 1000 x 1000 grid (1M rows,
+5M nonzeros), (b) the 3-D Poisson 7-point matrix on 100^3, (c) a random
+1M x 1M matrix with 10 nonzeros per row (gather-latency bound).  SpMV on
+all three, transposed SpMV and SpMM with k = 16 and 64 on (a).
+
+Each row reports the best time over the repeats, GFLOP/s (2 flops per
+nonzero and column), the effective bandwidth of the compulsory traffic
+(values + indices + row pointers + x + y, each touched once) and its
+fraction of this machine's read bandwidth, measured in the same run.
+
+``--quick`` keeps the matrix sizes and cuts repeats and the float32 and
+k = 16 cases: the matrices must exceed the last-level cache, and on current
+server CPUs (100 MB of L3 and more) anything smaller measures the cache.
+``--scale`` shrinks every matrix for smoke tests; its figures then measure
+the cache, not memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sciml import data
+from sciml.sparse import spmm, spmv, to_torch_csr
+
+from ._harness import emit, machine_info, measure_read_bandwidth, time_call
+
+TABLE_COLUMNS = ["case", "op", "dtype", "k", "method", "ms", "gflops", "gbs", "bw_fraction", "ours_speedup"]
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="fraction of the default row counts (smoke tests only; < 1 measures cache)",
+    )
+
+
+def _matrices(scale):
+    side2 = max(2, round(1000 * scale**0.5))
+    side3 = max(2, round(100 * scale ** (1 / 3)))
+    n_random = max(10, round(1_000_000 * scale))
+    return {
+        f"poisson2d-{side2}^2": lambda: data.poisson_2d(side2),
+        f"poisson3d-{side3}^3": lambda: data.poisson_3d(side3),
+        f"random-{n_random}-10/row": lambda: data.random_csr(n_random, nnz_per_row=10, random_state=0),
+    }
+
+
+def _traffic_bytes(A, k):
+    """Compulsory memory traffic of one product with k dense columns."""
+    itemsize = A.data.dtype.itemsize
+    structure = A.nnz * (itemsize + A.indices.dtype.itemsize) + A.indptr.nbytes
+    return structure + (A.shape[0] + A.shape[1]) * k * itemsize
+
+
+def _methods(A, op, k, rng):
+    """Callables per method for one product, and the operand they share."""
+    dtype = A.dtype
+    n_in = A.shape[0] if op == "rspmv" else A.shape[1]
+    n_out = A.shape[1] if op == "rspmv" else A.shape[0]
+    shape_in = (n_in,) if k == 1 else (n_in, k)
+    x = rng.standard_normal(shape_in).astype(dtype)
+    out = np.empty((n_out,) if k == 1 else (n_out, k), dtype=dtype)
+    transpose = op == "rspmv"
+    if k == 1:
+        ours = lambda: spmv(A, x, transpose=transpose, out=out)  # noqa: E731
+    else:
+        ours = lambda: spmm(A, x, out=out)  # noqa: E731
+    At = A.T.tocsr() if transpose else None  # what a scipy user would do without it
+    scipy_op = (lambda: A.T @ x) if transpose else (lambda: A @ x)
+    methods = {"sciml": ours, "scipy": scipy_op}
+    if not transpose:
+        # torch's CSR on the CPU, zero-copy from the same arrays.
+        tA = to_torch_csr(A)
+        tx = torch.from_numpy(x)
+        methods["torch"] = (lambda: torch.mv(tA, tx)) if k == 1 else (lambda: tA @ tx)
+    else:
+        methods["scipy(A.T.tocsr() once)"] = lambda: At @ x
+    return methods
+
+
+def _check_agreement(methods, rtol):
+    results = {name: np.asarray(fn()) for name, fn in methods.items()}
+    ref = results["scipy"]
+    scale = np.abs(ref).max() + 1e-30
+    for name, value in results.items():
+        err = np.abs(value - ref).max() / scale
+        if not err <= rtol:
+            raise AssertionError(f"{name} disagrees with scipy: relative error {err:.2e}")
+
+
+def run(quick=False, scale=1.0):
+    """Run the benchmark and return the JSON-contract dict."""
+    repeat = 5 if quick else 20
+    rng = np.random.default_rng(0)
+    bandwidth = measure_read_bandwidth()
+    machine = machine_info()
+    machine["read_bandwidth_gbs"] = bandwidth / 1e9
+
+    plan = []  # (matrix name, op, dtype, k)
+    names = list(_matrices(scale))
+    for name in names:
+        plan.append((name, "spmv", np.float64, 1))
+    plan.append((names[0], "rspmv", np.float64, 1))
+    if not quick:
+        plan.append((names[0], "spmv", np.float32, 1))
+        plan.append((names[0], "spmm", np.float64, 16))
+    plan.append((names[0], "spmm", np.float64, 64))
+
+    builders = _matrices(scale)
+    cache = {}
+    cases = []
+    for name, op, dtype, k in plan:
+        key = (name, dtype)
+        if key not in cache:
+            cache[key] = builders[name]().astype(dtype)
+        A = cache[key]
+        methods = _methods(A, op, k, rng)
+        _check_agreement(methods, rtol=1e-4 if dtype == np.float32 else 1e-10)
+        flops = 2.0 * A.nnz * k
+        traffic = _traffic_bytes(A, k)
+        timings = {m: time_call(fn, repeat=repeat if m == "sciml" or k == 1 else max(3, repeat // 4))
+                   for m, fn in methods.items()}
+        ours_best = timings["sciml"][0]
+        for method, (best, median) in timings.items():
+            cases.append({
+                "case": name,
+                "op": op,
+                "dtype": np.dtype(dtype).name,
+                "k": k,
+                "method": method,
+                "rows": A.shape[0],
+                "nnz": int(A.nnz),
+                "ms": best * 1e3,
+                "ms_median": median * 1e3,
+                "gflops": flops / best / 1e9,
+                "gbs": traffic / best / 1e9,
+                "bw_fraction": traffic / best / bandwidth,
+                "ours_speedup": best / ours_best,
+            })
+
+    def ratio(case, op, k, method, dtype="float64"):
+        rows = {c["method"]: c["ms"] for c in cases
+                if c["case"] == case and c["op"] == op and c["k"] == k and c["dtype"] == dtype}
+        return rows[method] / rows["sciml"]
+
+    a = names[0]
+    ours_a = next(c for c in cases if c["case"] == a and c["op"] == "spmv" and c["method"] == "sciml"
+                  and c["dtype"] == "float64")
+    summary = {
+        "spmv_speedup_vs_scipy": ratio(a, "spmv", 1, "scipy"),
+        "spmv_bandwidth_fraction": ours_a["bw_fraction"],
+        "spmm_speedup_vs_scipy": ratio(a, "spmm", 64, "scipy"),
+        "spmm_speedup_vs_torch": ratio(a, "spmm", 64, "torch"),
+        "spmv_random_speedup_vs_scipy": ratio(names[2], "spmv", 1, "scipy"),
+        "rspmv_speedup_vs_scipy": ratio(a, "rspmv", 1, "scipy"),
+    }
+    return {"benchmark": "spmv", "quick": bool(quick), "machine": machine, "cases": cases, "summary": summary}
+
+
+def main(args, json_path=None):
+    result = run(quick=args.quick, scale=args.scale)
+    emit(result, table_columns=TABLE_COLUMNS, json_path=json_path)
+    return result

@@ -1,0 +1,160 @@
+"""Numba CPU kernels for CSR products.
+
+The kernels take raw CSR arrays and a preallocated output; all validation
+happens in :mod:`sciml.sparse._api`.  Conventions that make them fast:
+
+* Row pointers and column indices arrive viewed as *unsigned* integers.
+  With signed indices numba emits a negative-index wrap-around check on
+  every ``data[j]`` load and ``x[col]`` gather, which blocks vectorisation
+  (measured: 1.4x -> 2x scipy's speed on a 2-D Poisson matrix).  The views
+  are zero-copy and the structure has already been checked non-negative.
+* ``fastmath`` enables only reassociation and contraction (FMA), so row sums
+  may be reordered and vectorised, but NaN and inf still propagate as IEEE
+  754 says (no ``nnan``/``ninf`` flags).
+* Work is split into row chunks of roughly equal nonzero count
+  (:func:`row_partition`), not equal row count, so power-law row lengths do
+  not leave threads idle.
+* Accumulation happens in the output's dtype (float32 stays float32, as in
+  scipy), through a typed ``zero`` passed by the caller.
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+# Reassociation and FMA contraction only: keeps NaN/inf semantics intact.
+_FASTMATH = {"reassoc", "contract"}
+_OPTS = dict(cache=True, nogil=True, fastmath=_FASTMATH)
+
+
+@njit(cache=True, nogil=True)
+def row_partition(indptr, n_chunks):
+    """Split rows into ``n_chunks`` contiguous ranges of about equal nonzeros.
+
+    Parameters
+    ----------
+    indptr : ndarray of int, shape (n_rows + 1,)
+        CSR row pointer (signed).
+    n_chunks : int
+        Number of ranges wanted (at most one per row).
+
+    Returns
+    -------
+    bounds : ndarray of int64, shape (n_chunks + 1,)
+        Non-decreasing row boundaries; chunk ``c`` covers rows
+        ``bounds[c]:bounds[c + 1]`` (possibly empty).
+    """
+    n_rows = indptr.shape[0] - 1
+    nnz = np.int64(indptr[n_rows])
+    n_chunks = max(1, min(n_chunks, n_rows))
+    bounds = np.empty(n_chunks + 1, dtype=np.int64)
+    bounds[0] = 0
+    for c in range(1, n_chunks):
+        bounds[c] = np.searchsorted(indptr, nnz * c // n_chunks)
+    bounds[n_chunks] = n_rows
+    return bounds
+
+
+@njit(parallel=True, **_OPTS)
+def csr_spmv(indptr, indices, data, x, y, bounds, zero):
+    """y = A @ x."""
+    for c in prange(bounds.shape[0] - 1):
+        for i in range(bounds[c], bounds[c + 1]):
+            acc = zero
+            for j in range(indptr[i], indptr[i + 1]):
+                acc += data[j] * x[indices[j]]
+            y[i] = acc
+
+
+@njit(parallel=True, **_OPTS)
+def csr_spmm(indptr, indices, data, X, Y, bounds, zero):
+    """Y = A @ X for C-contiguous X of shape (n_cols, k).
+
+    Accumulates straight into the output row (hot in L1) instead of a
+    per-row temporary, whose allocation halved the speed at large k.
+    """
+    k = X.shape[1]
+    for c in prange(bounds.shape[0] - 1):
+        for i in range(bounds[c], bounds[c + 1]):
+            yi = Y[i]
+            for t in range(k):
+                yi[t] = zero
+            for j in range(indptr[i], indptr[i + 1]):
+                a = data[j]
+                xr = X[indices[j]]
+                for t in range(k):
+                    yi[t] += a * xr[t]
+
+
+@njit(parallel=True, **_OPTS)
+def csr_rspmv(indptr, indices, data, x, y, bounds, zero, scratch):
+    """y = A.T @ x, scattering each row chunk into its own scratch row.
+
+    ``scratch`` has shape (n_chunks - 1, n_cols): chunk 0 scatters into ``y``
+    directly and chunk ``c > 0`` into ``scratch[c - 1]``; the rows are summed
+    into ``y`` at the end.  With a single chunk this is the serial scatter.
+    """
+    n_chunks = bounds.shape[0] - 1
+    n_cols = y.shape[0]
+    for c in prange(n_chunks):
+        buf = y if c == 0 else scratch[c - 1]
+        for t in range(n_cols):
+            buf[t] = zero
+        for i in range(bounds[c], bounds[c + 1]):
+            xi = x[i]
+            for j in range(indptr[i], indptr[i + 1]):
+                buf[indices[j]] += data[j] * xi
+    if n_chunks > 1:
+        for t in prange(n_cols):
+            acc = y[t]
+            for c in range(n_chunks - 1):
+                acc += scratch[c, t]
+            y[t] = acc
+
+
+@njit(parallel=True, **_OPTS)
+def csr_rspmm(indptr, indices, data, X, Y, bounds, zero, scratch):
+    """Y = A.T @ X for X of shape (n_rows, k); scratch as in :func:`csr_rspmv`."""
+    n_chunks = bounds.shape[0] - 1
+    n_cols, k = Y.shape
+    for c in prange(n_chunks):
+        buf = Y if c == 0 else scratch[c - 1]
+        for r in range(n_cols):
+            for t in range(k):
+                buf[r, t] = zero
+        for i in range(bounds[c], bounds[c + 1]):
+            xr = X[i]
+            for j in range(indptr[i], indptr[i + 1]):
+                a = data[j]
+                br = buf[indices[j]]
+                for t in range(k):
+                    br[t] += a * xr[t]
+    if n_chunks > 1:
+        for r in prange(n_cols):
+            for c in range(n_chunks - 1):
+                for t in range(k):
+                    Y[r, t] += scratch[c, r, t]
+
+
+@njit(parallel=True, **_OPTS)
+def csr_sddmm(indptr, indices, G, X, out, bounds, zero):
+    """out[j] = G[i] . X[indices[j]] for every stored entry j of row i.
+
+    The gradient of ``A @ X`` with respect to A's stored values, given the
+    output gradient G (shape (n_rows, k)) and X (shape (n_cols, k)).
+    """
+    k = X.shape[1]
+    for c in prange(bounds.shape[0] - 1):
+        for i in range(bounds[c], bounds[c + 1]):
+            gi = G[i]
+            for j in range(indptr[i], indptr[i + 1]):
+                xr = X[indices[j]]
+                acc = zero
+                for t in range(k):
+                    acc += gi[t] * xr[t]
+                out[j] = acc
+
+
+def num_threads():
+    """Threads numba's parallel kernels run on (``numba.get_num_threads``)."""
+    return numba.get_num_threads()
