@@ -130,8 +130,9 @@ def format_table(cases, columns):
     return "\n".join(lines)
 
 
-def emit(result, *, table_columns, json_path=None, stream=sys.stdout):
+def emit(result, *, table_columns, json_path=None, stream=None):
     """Print the readable table and summary; write the JSON file if asked."""
+    stream = sys.stdout if stream is None else stream
     print(f"== {result['benchmark']} ({'quick' if result['quick'] else 'full'}) ==", file=stream)
     m = result["machine"]
     print(
