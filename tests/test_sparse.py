@@ -57,9 +57,7 @@ def dense_reference(A):
     return A.astype(np.float64).toarray()
 
 
-@settings(max_examples=60, deadline=None)
-@given(A=csr_matrices(), seed=st.integers(0, 2**32 - 1), k=st.integers(1, 5))
-def test_products_match_dense_reference(A, seed, k):
+def check_products_against_dense(A, seed, k):
     rng = np.random.default_rng(seed)
     dtype = A.dtype
     D = dense_reference(A)
@@ -76,6 +74,19 @@ def test_products_match_dense_reference(A, seed, k):
     assert Y.dtype == dtype and Y.shape == (m, k)
     assert_close(Y, D @ X, dtype)
     assert_close(spmm(A, Z, transpose=True), D.T @ Z, dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(A=csr_matrices(), seed=st.integers(0, 2**32 - 1), k=st.integers(1, 5))
+def test_products_match_dense_reference(A, seed, k):
+    check_products_against_dense(A, seed, k)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None)
+@given(A=csr_matrices(max_dim=200), seed=st.integers(0, 2**32 - 1), k=st.integers(1, 70))
+def test_products_match_dense_reference_deep(A, seed, k):
+    check_products_against_dense(A, seed, k)
 
 
 @pytest.mark.parametrize("value_dtype", VALUE_DTYPES)
