@@ -18,21 +18,34 @@ from numba import njit, prange
 _BANDWIDTH_PROBE_BYTES = 512 * 2**20
 
 
-def time_call(fn, *, repeat=10, min_time=0.0):
-    """Time ``fn()`` after one warm-up call.
+def time_calls(fns, *, repeat=10):
+    """Time several callables round-robin, after one warm-up call each.
 
-    Runs at least `repeat` times and until `min_time` seconds have passed.
-    Returns ``(best, median)`` in seconds.  The best time is the figure used
-    for ratios: on a shared machine noise only ever adds time.
+    Interleaving puts every method through the same noise phases of a
+    shared machine, so their ratios stay meaningful when absolute times
+    drift.
+
+    Parameters
+    ----------
+    fns : dict of str to callable
+    repeat : int
+        Rounds; each round calls every function once.
+
+    Returns
+    -------
+    dict of str to (float, float)
+        ``(best, median)`` seconds per name.  The best time is the figure
+        used for ratios: on a shared machine noise only ever adds time.
     """
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeat or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), float(np.median(times))
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (min(ts), float(np.median(ts))) for name, ts in times.items()}
 
 
 @njit(parallel=True, fastmath={"reassoc"}, cache=True)
@@ -43,15 +56,21 @@ def _parallel_sum(a):
     return total
 
 
-def measure_read_bandwidth(nbytes=_BANDWIDTH_PROBE_BYTES, repeat=10):
-    """This machine's read bandwidth in bytes/s, with all numba threads.
+class BandwidthProbe:
+    """Read bandwidth of this machine, with all numba threads.
 
     A parallel read-only reduction over an array far larger than the cache,
     compiled like the kernels it is compared against (numba, same threads).
+    Call the probe among the timed methods (see :func:`time_calls`) so that
+    it sees the same noise; ``nbytes / best_time`` is the bandwidth.
     """
-    a = np.ones(nbytes // 8)
-    best, _ = time_call(lambda: _parallel_sum(a), repeat=repeat)
-    return a.nbytes / best
+
+    def __init__(self, nbytes=_BANDWIDTH_PROBE_BYTES):
+        self._array = np.ones(nbytes // 8)
+        self.nbytes = self._array.nbytes
+
+    def __call__(self):
+        return _parallel_sum(self._array)
 
 
 def _cpu_model():
@@ -141,7 +160,7 @@ def emit(result, *, table_columns, json_path=None, stream=None):
         file=stream,
     )
     if "read_bandwidth_gbs" in m:
-        print(f"measured read bandwidth: {m['read_bandwidth_gbs']:.2f} GB/s", file=stream)
+        print(f"read bandwidth (best probe of the run): {m['read_bandwidth_gbs']:.2f} GB/s", file=stream)
     print(format_table(result["cases"], table_columns), file=stream)
     print("summary:", file=stream)
     for key, value in result["summary"].items():

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks import BENCHMARKS
 from benchmarks.__main__ import main
-from benchmarks._harness import format_table, time_call
+from benchmarks._harness import format_table, time_calls
 
 
 def test_spmv_benchmark_writes_the_json_contract(tmp_path, capsys):
@@ -48,11 +48,12 @@ def test_unknown_benchmark_is_a_usage_error(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_time_call_runs_at_least_repeat_times():
+def test_time_calls_interleaves_after_one_warm_up_each():
     calls = []
-    best, median = time_call(lambda: calls.append(1), repeat=4)
-    assert len(calls) == 5  # one warm-up
-    assert 0 <= best <= median
+    result = time_calls({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=3)
+    assert calls == ["a", "b"] * 4  # warm-up round, then 3 interleaved rounds
+    for best, median in result.values():
+        assert 0 <= best <= median
 
 
 def test_format_table_aligns_columns():
