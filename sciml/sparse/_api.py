@@ -1,9 +1,18 @@
-"""Public CSR products: validation, dispatch to the kernels, torch autograd."""
+"""Public CSR products: validation, dispatch to the CPU or CUDA kernels, autograd.
+
+Every input is described once (:func:`_operand`: library, backend, device,
+shape, dtype, contiguity), validated, and then viewed zero-copy in the
+backend's own array type: numpy arrays for the numba CPU kernels, numba
+device arrays for the numba-cuda kernels.  The result is allocated in the
+dense operand's library (numpy, torch, CuPy, or numba device arrays).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,54 +26,154 @@ __all__ = ["spmv", "rspmv", "spmm", "check_csr", "to_torch_csr"]
 _VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 _UNSIGNED = {np.dtype(np.int32): np.uint32, np.dtype(np.int64): np.uint64}
-_TORCH_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_TORCH_TO_NUMPY = {
+    torch.float32: np.dtype(np.float32),
+    torch.float64: np.dtype(np.float64),
+    torch.int32: np.dtype(np.int32),
+    torch.int64: np.dtype(np.int64),
+}
+_NUMPY_TO_TORCH = {v: k for k, v in _TORCH_TO_NUMPY.items()}
 _BACKENDS = ("auto", "cpu", "cuda")
 # Transposed products scatter each thread's rows into a private buffer; more
 # buffer memory than this (or than A itself, if larger) means fewer threads.
 _SCRATCH_BUDGET_BYTES = 64 * 2**20
 
 
+# ---------------------------------------------------------------- operands
+
+
+@dataclass(frozen=True)
+class _Operand:
+    """What sciml.sparse needs to know about one array argument."""
+
+    lib: str  # "numpy", "torch", "numba" (device array), "cupy" or "cai"
+    backend: str  # "cpu" or "cuda"
+    device: torch.device | None  # torch tensors only
+    shape: tuple
+    dtype: object  # np.dtype, or a name for dtypes we do not support
+    contiguous: bool
+
+
+def _is_numba_device_array(x):
+    # Only look if numba.cuda is loaded: whoever made the array imported it.
+    return "numba.cuda" in sys.modules and type(x).__module__.startswith("numba.cuda") and hasattr(
+        x, "copy_to_host"
+    )
+
+
+def _c_contiguous(shape, strides, itemsize):
+    expected = itemsize
+    for size, stride in zip(reversed(shape), reversed(strides)):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _operand(x, name):
+    """Describe an array argument; TypeError/ValueError for what we refuse."""
+    if isinstance(x, np.ndarray):
+        return _Operand("numpy", "cpu", None, x.shape, x.dtype, x.flags.c_contiguous)
+    if isinstance(x, torch.Tensor):
+        if x.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense tensor, got layout {x.layout}")
+        if x.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"{name} is on device {x.device}; sciml.sparse runs on CPU and CUDA devices")
+        dtype = _TORCH_TO_NUMPY.get(x.dtype, str(x.dtype))
+        return _Operand("torch", x.device.type, x.device, tuple(x.shape), dtype, x.is_contiguous())
+    if _is_numba_device_array(x):
+        return _Operand("numba", "cuda", None, tuple(x.shape), np.dtype(x.dtype), bool(x.is_c_contiguous()))
+    cai = getattr(x, "__cuda_array_interface__", None)
+    if cai is not None:
+        dtype = np.dtype(cai["typestr"])
+        shape = tuple(cai["shape"])
+        strides = cai.get("strides")
+        contiguous = strides is None or _c_contiguous(shape, strides, dtype.itemsize)
+        lib = "cupy" if type(x).__module__.startswith("cupy") else "cai"
+        return _Operand(lib, "cuda", None, shape, dtype, contiguous)
+    raise TypeError(
+        f"{name} must be a numpy.ndarray, a torch.Tensor or a CUDA array "
+        f"(__cuda_array_interface__), got {type(x).__name__}"
+    )
+
+
+def _cuda():
+    """numba.cuda, imported on first CUDA use only."""
+    from numba import cuda
+
+    return cuda
+
+
+def _view(x, op):
+    """Zero-copy view of x for op.backend: numpy (CPU) or numba device array."""
+    if op.lib == "numpy" or op.lib == "numba":
+        return x
+    if op.lib == "torch":
+        t = x.detach()
+        return t.numpy() if op.backend == "cpu" else _cuda().as_cuda_array(t, sync=False)
+    # Work is queued on the caller's current stream (see _stream), so no sync.
+    return _cuda().as_cuda_array(x, sync=False)
+
+
+def _empty(op, shape, dtype):
+    """A new array in op's library and device."""
+    if op.lib == "numpy":
+        return np.empty(shape, dtype=dtype)
+    if op.lib == "torch":
+        return torch.empty(shape, dtype=_NUMPY_TO_TORCH[dtype], device=op.device)
+    if op.lib == "cupy":
+        import cupy
+
+        return cupy.empty(shape, dtype=dtype)
+    return _cuda().device_array(shape, dtype=dtype)
+
+
+def _stream(op):
+    """The stream to launch on: the caller's current torch or CuPy stream."""
+    if op.backend != "cuda":
+        return None
+    cuda = _cuda()
+    if op.lib == "torch":
+        return cuda.external_stream(torch.cuda.current_stream(op.device).cuda_stream)
+    if op.lib == "cupy":
+        import cupy
+
+        return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+    return 0
+
+
+def _device_context(op):
+    """Make numba's current CUDA device the tensor's (multi-GPU machines)."""
+    if op.lib == "torch" and op.backend == "cuda" and op.device.index is not None:
+        return _cuda().gpus[op.device.index]
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------- the matrix
+
+
 @dataclass(frozen=True)
 class _CSR:
-    """Validated CSR arrays as numpy views (zero-copy from scipy or torch)."""
+    """A validated CSR matrix, its arrays viewed for its backend."""
 
-    indptr: np.ndarray
-    indices: np.ndarray
-    data: np.ndarray
+    indptr: object
+    indices: object
+    data: object
     shape: tuple[int, int]
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def nnz(self):
-        return self.indices.shape[0]
-
-
-def _torch_to_numpy(t, name):
-    """Zero-copy numpy view of a CPU tensor (refusing CUDA, for now)."""
-    if t.device.type != "cpu":
-        raise ValueError(
-            f"{name} is on device {t.device}: sciml.sparse has no CUDA kernels in "
-            "this build yet; move the tensors to the CPU with .cpu()"
-        )
-    return t.detach().numpy()
+    nnz: int
+    dtype: np.dtype
+    backend: str
+    device: torch.device | None  # torch CSR tensors only
+    data_source: object  # A's values in A's own library (for autograd)
 
 
 def _check_backend(backend):
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if backend == "cuda":
-        raise ValueError(
-            "backend='cuda' is not available: sciml.sparse has no CUDA kernels in "
-            "this build yet; use backend='cpu' or 'auto' with CPU inputs"
-        )
 
 
-def _as_csr(A) -> tuple[_CSR, torch.device | None]:
-    """Validate A and return its CSR arrays, plus its torch device (or None)."""
-    device = None
+def _csr_arrays(A):
+    """(indptr, indices, data, library tag) of a supported sparse A."""
     if sp.issparse(A):
         if A.format != "csr":
             raise TypeError(
@@ -72,10 +181,8 @@ def _as_csr(A) -> tuple[_CSR, torch.device | None]:
                 "sciml.sparse works on CSR. Convert it explicitly with A.tocsr() "
                 "(a copy you can reuse)."
             )
-        if A.ndim != 2:
-            raise ValueError(f"A must be 2-D, got shape {A.shape}")
-        indptr, indices, data = A.indptr, A.indices, A.data
-    elif isinstance(A, torch.Tensor):
+        return A.indptr, A.indices, A.data
+    if isinstance(A, torch.Tensor):
         if A.layout != torch.sparse_csr:
             hint = "A.to_sparse_csr()" if A.layout != torch.strided else "a dense product (A @ x)"
             raise TypeError(
@@ -89,44 +196,70 @@ def _as_csr(A) -> tuple[_CSR, torch.device | None]:
                 "A requires grad, but gradients do not flow into a torch sparse "
                 "tensor here; pass the learnable nonzeros as values=... instead"
             )
-        device = A.device
-        indptr = _torch_to_numpy(A.crow_indices(), "A")
-        indices = _torch_to_numpy(A.col_indices(), "A")
-        data = _torch_to_numpy(A.values(), "A")
-    elif isinstance(A, (np.ndarray, torch.Tensor)):
+        return A.crow_indices(), A.col_indices(), A.values()
+    if getattr(A, "format", None) == "csr" and all(hasattr(A, a) for a in ("indptr", "indices", "data", "shape")):
+        # A GPU CSR matrix such as cupyx.scipy.sparse.csr_matrix.
+        return A.indptr, A.indices, A.data
+    if isinstance(A, (np.ndarray, torch.Tensor)) or hasattr(A, "__cuda_array_interface__"):
         raise TypeError("A must be a sparse CSR matrix; for a dense A use A @ x")
-    else:
-        raise TypeError(
-            "A must be a scipy.sparse CSR array/matrix or a torch sparse CSR tensor, "
-            f"got {type(A).__name__}"
-        )
+    raise TypeError(
+        "A must be a scipy.sparse CSR array/matrix, a torch sparse CSR tensor or a "
+        f"GPU CSR matrix (e.g. cupyx.scipy.sparse.csr_matrix), got {type(A).__name__}"
+    )
 
+
+def _as_csr(A) -> _CSR:
+    """Validate A (O(1) checks) and view its arrays for its backend."""
+    indptr, indices, data = _csr_arrays(A)
+    ops = {name: _operand(arr, f"A.{name}") for name, arr in (("indptr", indptr), ("indices", indices), ("data", data))}
+    backends = {op.backend for op in ops.values()}
+    if len(backends) != 1:
+        raise ValueError("A's arrays live on different devices")
+    backend = backends.pop()
     shape = tuple(int(s) for s in A.shape)
-    if data.dtype not in _VALUE_DTYPES:
+    if len(shape) != 2:
+        raise ValueError(f"A must be 2-D, got shape {shape}")
+    dtype = ops["data"].dtype
+    if dtype not in _VALUE_DTYPES:
         raise TypeError(
-            f"A has dtype {data.dtype}; sciml.sparse supports float32 and float64. "
+            f"A has dtype {dtype}; sciml.sparse supports float32 and float64. "
             "Cast explicitly, e.g. A.astype(np.float64)."
         )
-    if indptr.dtype not in _INDEX_DTYPES or indices.dtype != indptr.dtype:
+    if ops["indptr"].dtype not in _INDEX_DTYPES or ops["indices"].dtype != ops["indptr"].dtype:
         raise TypeError(
             "A's index arrays must both be int32 or both int64, got indptr "
-            f"{indptr.dtype} and indices {indices.dtype}"
+            f"{ops['indptr'].dtype} and indices {ops['indices'].dtype}"
         )
-    for name, arr in (("indptr", indptr), ("indices", indices), ("data", data)):
-        if arr.ndim != 1 or not arr.flags.c_contiguous:
+    for name, op in ops.items():
+        if len(op.shape) != 1 or not op.contiguous:
             raise ValueError(f"A.{name} must be a contiguous 1-D array")
-    # Cheap O(1) structural checks; check_csr does the O(nnz) ones.
-    if indptr.shape[0] != shape[0] + 1:
-        raise ValueError(f"A.indptr has length {indptr.shape[0]}, expected n_rows + 1 = {shape[0] + 1}")
-    nnz = int(indptr[-1]) if indptr.shape[0] else 0
-    if indptr.shape[0] and int(indptr[0]) != 0:
-        raise ValueError(f"A.indptr[0] must be 0, got {int(indptr[0])}")
-    if nnz < 0 or indices.shape[0] < nnz or data.shape[0] < nnz:
+    if ops["indptr"].shape[0] != shape[0] + 1:
+        raise ValueError(f"A.indptr has length {ops['indptr'].shape[0]}, expected n_rows + 1 = {shape[0] + 1}")
+    indptr_v = _view(indptr, ops["indptr"])
+    # Two scalar reads; on a GPU these are small device-to-host copies.
+    first, nnz = int(indptr_v[0]), int(indptr_v[shape[0]])
+    if first != 0:
+        raise ValueError(f"A.indptr[0] must be 0, got {first}")
+    n_indices, n_data = ops["indices"].shape[0], ops["data"].shape[0]
+    if nnz < 0 or n_indices < nnz or n_data < nnz:
         raise ValueError(
-            f"A.indptr[-1] = {nnz} does not match len(indices) = {indices.shape[0]} "
-            f"and len(data) = {data.shape[0]}"
+            f"A.indptr[-1] = {nnz} does not match len(indices) = {n_indices} and len(data) = {n_data}"
         )
-    return _CSR(indptr, indices[:nnz], data[:nnz], shape), device
+    return _CSR(
+        indptr_v,
+        _view(indices, ops["indices"])[:nnz],
+        _view(data, ops["data"])[:nnz],
+        shape,
+        nnz,
+        dtype,
+        backend,
+        ops["data"].device,
+        data,
+    )
+
+
+def _to_host(arr):
+    return arr.copy_to_host() if hasattr(arr, "copy_to_host") else np.asarray(arr)
 
 
 def check_csr(A):
@@ -136,28 +269,28 @@ def check_csr(A):
     ``indptr[-1]``) and otherwise trust the structure, as scipy's own
     products do.  Call this once on matrices from untrusted sources:
     out-of-range column indices would otherwise read out of bounds.
+    Matrices on a GPU are copied to the host for the check.
 
     Unsorted and duplicate column indices are valid: the products sum
     duplicates, like scipy.
 
     Parameters
     ----------
-    A : scipy.sparse CSR array/matrix or torch sparse CSR tensor
+    A : scipy.sparse CSR array/matrix, torch sparse CSR tensor or GPU CSR matrix
 
     Raises
     ------
     TypeError, ValueError
         Naming the first problem found.
     """
-    csr, _ = _as_csr(A)
-    if csr.shape[0] and np.any(np.diff(csr.indptr) < 0):
+    csr = _as_csr(A)
+    indptr, indices = _to_host(csr.indptr), _to_host(csr.indices)
+    if csr.shape[0] and np.any(np.diff(indptr) < 0):
         raise ValueError("A.indptr must be non-decreasing")
     if csr.nnz:
-        lo, hi = int(csr.indices.min()), int(csr.indices.max())
+        lo, hi = int(indices.min()), int(indices.max())
         if lo < 0 or hi >= csr.shape[1]:
-            raise ValueError(
-                f"A.indices must lie in [0, {csr.shape[1]}), found values in [{lo}, {hi}]"
-            )
+            raise ValueError(f"A.indices must lie in [0, {csr.shape[1]}), found values in [{lo}, {hi}]")
 
 
 def to_torch_csr(A, *, device=None):
@@ -178,7 +311,7 @@ def to_torch_csr(A, *, device=None):
     """
     if not sp.issparse(A):
         raise TypeError(f"A must be a scipy.sparse CSR matrix, got {type(A).__name__}")
-    csr, _ = _as_csr(A)
+    csr = _as_csr(A)
     with warnings.catch_warnings():
         # torch flags its CSR support as beta on every construction.
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -192,77 +325,93 @@ def to_torch_csr(A, *, device=None):
     return tensor if device is None else tensor.to(device)
 
 
-def _as_dense(x, name, csr, device, ndim, length):
-    """Validate a dense operand; return (numpy view, is_torch)."""
-    if isinstance(x, torch.Tensor):
-        if x.layout != torch.strided:
-            raise TypeError(f"{name} must be a dense tensor, got layout {x.layout}")
-        if device is not None and x.device != device:
-            raise ValueError(f"{name} is on {x.device} but A is on {device}: mismatched devices")
-        arr, is_torch = None, True
-        dtype = _TORCH_DTYPES.get(x.dtype, str(x.dtype).removeprefix("torch."))
-        shape, contiguous = tuple(x.shape), x.is_contiguous()
-    elif isinstance(x, np.ndarray):
-        if device is not None and device.type != "cpu":
-            raise ValueError(f"A is on {device} but {name} is a numpy array: mismatched devices")
-        arr, is_torch = x, False
-        dtype, shape, contiguous = x.dtype, x.shape, x.flags.c_contiguous
-    else:
-        raise TypeError(f"{name} must be a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
+# ---------------------------------------------------------------- dense operands
 
-    if len(shape) != ndim:
-        hint = " (use spmm for matrices)" if ndim == 1 else " (use spmv for vectors)"
-        raise ValueError(f"{name} must be {ndim}-D, got shape {shape}{hint}")
-    if shape[0] != length:
+
+def _check_dense(op, name, csr, ndim, length):
+    """Validate a dense operand's description against A."""
+    if op.backend != csr.backend or (
+        op.device is not None and csr.device is not None and op.device != csr.device
+    ):
+        where_x = op.device if op.device is not None else op.backend
+        where_a = csr.device if csr.device is not None else csr.backend
         raise ValueError(
-            f"shape mismatch: A has shape {csr.shape} but {name} has shape {shape}; "
+            f"{name} is on {where_x} but A is on {where_a}: mismatched devices; move one of them"
+        )
+    if len(op.shape) != ndim:
+        hint = " (use spmm for matrices)" if ndim == 1 else " (use spmv for vectors)"
+        raise ValueError(f"{name} must be {ndim}-D, got shape {op.shape}{hint}")
+    if op.shape[0] != length:
+        raise ValueError(
+            f"shape mismatch: A has shape {csr.shape} but {name} has shape {op.shape}; "
             f"expected {name}.shape[0] == {length}"
         )
-    if dtype != csr.dtype:
+    if op.dtype != csr.dtype:
         raise TypeError(
-            f"{name} has dtype {dtype} but A has dtype {csr.dtype}; cast one of "
+            f"{name} has dtype {op.dtype} but A has dtype {csr.dtype}; cast one of "
             "them explicitly (no silent conversion)"
         )
-    if not contiguous:
+    if not op.contiguous:
         raise ValueError(
             f"{name} must be C-contiguous; make a contiguous copy first "
             "(np.ascontiguousarray(x) or x.contiguous())"
         )
-    if is_torch:
-        arr = _torch_to_numpy(x, name)
-    return arr, is_torch
 
 
-def _check_out(out, expected_shape, dtype, is_torch, inputs):
-    """Validate a user output buffer and return its numpy view."""
-    kind = torch.Tensor if is_torch else np.ndarray
-    if not isinstance(out, kind):
-        raise TypeError(f"out must be a {kind.__module__}.{kind.__name__} like the dense operand")
-    arr = _torch_to_numpy(out, "out") if is_torch else out
-    if arr.shape != expected_shape:
-        raise ValueError(f"out has shape {arr.shape}, expected {expected_shape}")
-    if arr.dtype != dtype:
-        raise TypeError(f"out has dtype {arr.dtype}, expected {dtype}")
-    if not arr.flags.c_contiguous or not arr.flags.writeable:
+def _device_span(arr):
+    """(first, last) byte address of a CUDA view, or None where unknown."""
+    cai = getattr(arr, "__cuda_array_interface__", None)
+    if cai is None:
+        return None
+    start = cai["data"][0]
+    return start, start + arr.size * arr.dtype.itemsize
+
+
+def _may_overlap(a, b):
+    """Whether two backend views may share memory (bounds check only)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.may_share_memory(a, b)
+    host_a, host_b = getattr(a, "_ary", None), getattr(b, "_ary", None)
+    if host_a is not None and host_b is not None:  # the CUDA simulator's arrays wrap numpy
+        return np.may_share_memory(host_a, host_b)
+    span_a, span_b = _device_span(a), _device_span(b)
+    return span_a is not None and span_b is not None and span_a[0] < span_b[1] and span_b[0] < span_a[1]
+
+
+def _check_out(out, x_op, expected_shape, dtype, inputs):
+    """Validate a user output buffer and return its backend view."""
+    op = _operand(out, "out")
+    if op.lib != x_op.lib:
+        raise TypeError(f"out is a {op.lib} array but the dense operand is {x_op.lib}; use one library")
+    if op.backend != x_op.backend or op.device != x_op.device:
+        raise ValueError("out is on another device than the dense operand")
+    if op.shape != expected_shape:
+        raise ValueError(f"out has shape {op.shape}, expected {expected_shape}")
+    if op.dtype != dtype:
+        raise TypeError(f"out has dtype {op.dtype}, expected {dtype}")
+    view = _view(out, op)
+    if not op.contiguous or (isinstance(view, np.ndarray) and not view.flags.writeable):
         raise ValueError("out must be a writeable, C-contiguous array")
     for other in inputs:
-        if np.may_share_memory(arr, other):
+        if _may_overlap(view, other):
             raise ValueError("out must not overlap the inputs (the result would be wrong)")
-    return arr
+    return view
+
+
+# ---------------------------------------------------------------- kernels
 
 
 def _scratch_chunks(csr, out_row_elems, n_threads):
-    """How many private buffers a transposed product may use."""
+    """How many private buffers a transposed CPU product may use."""
     per_buffer = max(1, csr.shape[1] * out_row_elems * csr.dtype.itemsize)
     budget = max(_SCRATCH_BUDGET_BYTES, csr.data.nbytes + csr.indices.nbytes)
     return max(1, min(n_threads, 1 + budget // per_buffer))
 
 
-def _product(csr, dense, out, transpose):
-    """Run the right kernel: out = op(A) @ dense, op = transpose or identity."""
+def _product_cpu(csr, dense, out, transpose):
     if csr.nnz == 0 or csr.shape[0] == 0:
         out.fill(0)
-        return out
+        return
     indptr = csr.indptr.view(_UNSIGNED[csr.indptr.dtype])
     indices = csr.indices.view(_UNSIGNED[csr.indices.dtype])
     zero = csr.dtype.type(0)
@@ -271,96 +420,123 @@ def _product(csr, dense, out, transpose):
         bounds = _cpu.row_partition(csr.indptr, n_threads)
         kernel = _cpu.csr_spmv if dense.ndim == 1 else _cpu.csr_spmm
         kernel(indptr, indices, csr.data, dense, out, bounds, zero)
-        return out
+        return
     row_elems = 1 if dense.ndim == 1 else dense.shape[1]
     bounds = _cpu.row_partition(csr.indptr, _scratch_chunks(csr, row_elems, n_threads))
     scratch = np.empty((bounds.shape[0] - 2,) + out.shape, dtype=csr.dtype)
     kernel = _cpu.csr_rspmv if dense.ndim == 1 else _cpu.csr_rspmm
     kernel(indptr, indices, csr.data, dense, out, bounds, zero, scratch)
-    return out
 
 
-def _values_grad(csr, left, right):
-    """d<left, A @ right>/d values: left (n_rows, k), right (n_cols, k)."""
-    out = np.empty(csr.nnz, dtype=csr.dtype)
+def _product(csr, dense, out, transpose, stream):
+    """out = op(A) @ dense on backend views; op is the transpose or identity."""
+    if csr.backend == "cpu":
+        _product_cpu(csr, dense, out, transpose)
+        return
+    from . import _cuda as kernels
+
+    launch = kernels.spmv if dense.ndim == 1 else kernels.spmm
+    launch(csr.indptr, csr.indices, csr.data, dense, out, transpose=transpose, stream=stream)
+
+
+def _values_grad(csr, left, right, out, stream):
+    """out[j] = left[i] . right[indices[j]]: d<left, A @ right>/d values."""
+    if csr.backend == "cuda":
+        from . import _cuda as kernels
+
+        kernels.sddmm(csr.indptr, csr.indices, left, right, out, stream=stream)
+        return
     if csr.nnz:
         indptr = csr.indptr.view(_UNSIGNED[csr.indptr.dtype])
         indices = csr.indices.view(_UNSIGNED[csr.indices.dtype])
         bounds = _cpu.row_partition(csr.indptr, _cpu.num_threads())
         _cpu.csr_sddmm(indptr, indices, left, right, out, bounds, csr.dtype.type(0))
-    return out
-
-
-def _with_data(csr, data):
-    return _CSR(csr.indptr, csr.indices, data, csr.shape)
 
 
 class _CSRProduct(torch.autograd.Function):
-    """op(A) @ X, differentiable in X and in A's stored values."""
+    """op(A) @ X for torch tensors, differentiable in X and in A's stored values."""
 
     @staticmethod
     def forward(ctx, values, dense, csr, transpose):
-        csr = _with_data(csr, values.detach().numpy())
-        x = dense.detach().numpy()
-        out_shape = (csr.shape[1] if transpose else csr.shape[0],) + x.shape[1:]
-        out = _product(csr, x, np.empty(out_shape, dtype=csr.dtype), transpose)
+        op = _operand(dense, "x")
+        csr = replace(csr, data=_view(values, _operand(values, "values")))
+        out_shape = (csr.shape[1] if transpose else csr.shape[0],) + tuple(dense.shape[1:])
+        out = torch.empty(out_shape, dtype=dense.dtype, device=dense.device)
+        with _device_context(op):
+            _product(csr, _view(dense, op), _view(out, op), transpose, _stream(op))
         ctx.save_for_backward(values, dense)
         ctx.csr, ctx.transpose = csr, transpose
-        return torch.from_numpy(out)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         values, dense = ctx.saved_tensors
         csr, transpose = ctx.csr, ctx.transpose
-        g = grad_out.contiguous().numpy()
+        g = grad_out.contiguous()
+        op = _operand(g, "grad")
         grad_values = grad_dense = None
-        if ctx.needs_input_grad[1]:
-            grad = np.empty(tuple(dense.shape), dtype=csr.dtype)
-            grad_dense = torch.from_numpy(_product(csr, g, grad, not transpose))
-        if ctx.needs_input_grad[0]:
-            x = dense.detach().numpy()
-            if x.ndim == 1:
-                x, g = x[:, None], g[:, None]
-            # y = A x: dv_ij = g_i . x_j ;  y = A^T x: dv_ij = x_i . g_j
-            left, right = (x, g) if transpose else (g, x)
-            grad_values = torch.from_numpy(_values_grad(csr, left, right))
+        with _device_context(op):
+            stream = _stream(op)
+            if ctx.needs_input_grad[1]:
+                grad_dense = torch.empty_like(dense, memory_format=torch.contiguous_format)
+                _product(csr, _view(g, op), _view(grad_dense, op), not transpose, stream)
+            if ctx.needs_input_grad[0]:
+                x = dense.detach()
+                if x.dim() == 1:
+                    x, g = x.unsqueeze(1), g.unsqueeze(1)
+                # y = A x: dv_ij = g_i . x_j ;  y = A^T x: dv_ij = x_i . g_j
+                left, right = (x, g) if transpose else (g, x)
+                grad_values = torch.empty_like(values)
+                _values_grad(csr, _view(left, op), _view(right, op), _view(grad_values, op), stream)
         return grad_values, grad_dense, None, None
 
 
 def _matmul(A, x, transpose, out, values, backend, ndim):
     _check_backend(backend)
-    csr, device = _as_csr(A)
+    csr = _as_csr(A)
+    if backend != "auto" and backend != csr.backend:
+        raise ValueError(
+            f"backend={backend!r} but A is on the {csr.backend.upper()}; move the inputs, "
+            "or use backend='auto'"
+        )
+    name = "x" if ndim == 1 else "X"
     n_in, n_out = (csr.shape[0], csr.shape[1]) if transpose else (csr.shape[1], csr.shape[0])
-    x_np, is_torch = _as_dense(x, "x" if ndim == 1 else "X", csr, device, ndim, n_in)
+    x_op = _operand(x, name)
+    _check_dense(x_op, name, csr, ndim, n_in)
 
     values_torch = None
     if values is not None:
-        if isinstance(values, torch.Tensor) and not is_torch:
-            raise TypeError("values is a torch tensor but the dense operand is numpy; use one library")
-        v_np, _ = _as_dense(values, "values", csr, device, 1, csr.nnz)
-        if is_torch:
+        v_op = _operand(values, "values")
+        if v_op.lib != x_op.lib:
+            raise TypeError(
+                f"values is a {v_op.lib} array but the dense operand is {x_op.lib}; use one library"
+            )
+        _check_dense(v_op, "values", csr, 1, csr.nnz)
+        if v_op.lib == "torch":
             values_torch = values
-        csr = _with_data(csr, v_np)
+        csr = replace(csr, data=_view(values, v_op), data_source=values)
 
-    needs_grad = is_torch and torch.is_grad_enabled() and (
+    needs_grad = x_op.lib == "torch" and torch.is_grad_enabled() and (
         x.requires_grad or (values_torch is not None and values_torch.requires_grad)
     )
     if needs_grad:
         if out is not None:
             raise TypeError("out= is not supported when gradients are required")
         if values_torch is None:
-            values_torch = torch.from_numpy(csr.data)
+            values_torch = torch.as_tensor(csr.data_source, device=x.device)
         return _CSRProduct.apply(values_torch, x, csr, transpose)
 
-    out_shape = (n_out,) + x_np.shape[1:]
+    x_view = _view(x, x_op)
+    out_shape = (n_out,) + tuple(x_op.shape[1:])
     if out is None:
-        y = np.empty(out_shape, dtype=csr.dtype)
-        result = torch.from_numpy(y) if is_torch else y
+        result = _empty(x_op, out_shape, csr.dtype)
+        y = _view(result, replace(x_op, lib=x_op.lib if x_op.lib != "cai" else "numba"))
     else:
-        y = _check_out(out, out_shape, csr.dtype, is_torch, (x_np, csr.data))
+        y = _check_out(out, x_op, out_shape, csr.dtype, (x_view, csr.data))
         result = out
-    _product(csr, x_np, y, transpose)
+    with _device_context(x_op):
+        _product(csr, x_view, y, transpose, _stream(x_op))
     return result
 
 
@@ -372,15 +548,19 @@ def spmv(A, x, *, transpose=False, out=None, values=None, backend="auto"):
 
     Parameters
     ----------
-    A : scipy.sparse CSR array/matrix or torch sparse CSR tensor, shape (m, n)
+    A : scipy.sparse CSR array/matrix, torch sparse CSR tensor (CPU or CUDA) or GPU CSR matrix, shape (m, n)
+        A GPU CSR matrix is any object with ``format == "csr"`` and
+        ``indptr``/``indices``/``data`` CUDA arrays, such as
+        ``cupyx.scipy.sparse.csr_matrix``.
         float32 or float64 values; int32 or int64 indices.  Other scipy
         formats are refused: convert explicitly with ``A.tocsr()``.
         Unsorted and duplicate column indices are fine (duplicates are
         summed, as in scipy).  Only O(1) structural checks run per call; see
         :func:`check_csr` for a full check of untrusted matrices.
-    x : numpy.ndarray or torch.Tensor, shape (n,) (or (m,) if `transpose`)
-        C-contiguous, with the same dtype as A.  A CPU torch tensor gives a
-        torch tensor back; with ``requires_grad`` the product is
+    x : numpy.ndarray, torch.Tensor or CUDA array, shape (n,) (or (m,) if `transpose`)
+        C-contiguous, with the same dtype as A and on A's device.  A torch
+        tensor gives a torch tensor back (CuPy gives CuPy, a numba device
+        array a numba device array); with ``requires_grad`` the product is
         differentiable (see `values`).
     transpose : bool, default False
         Compute ``A.T @ x`` without forming the transpose.
@@ -393,8 +573,11 @@ def spmv(A, x, *, transpose=False, out=None, values=None, backend="auto"):
         differentiable with respect to these values (learned sparse
         operators).
     backend : {"auto", "cpu", "cuda"}, default "auto"
-        Kernel family.  "auto" follows the inputs' device; this build has
-        CPU kernels only, so "cuda" and CUDA tensors raise ``ValueError``.
+        Kernel family.  "auto" follows the inputs' device: numba CPU kernels
+        for host arrays, numba-cuda kernels (``pip install sciml-toolkit[cuda]``)
+        for CUDA tensors and arrays, launched on the caller's current torch or
+        CuPy stream.  Naming a backend that the inputs do not live on raises
+        ``ValueError``; nothing is moved between devices silently.
 
     Returns
     -------
@@ -471,4 +654,3 @@ def spmm(A, X, *, transpose=False, out=None, values=None, backend="auto"):
            [6., 8.]])
     """
     return _matmul(A, X, bool(transpose), out, values, backend, ndim=2)
-

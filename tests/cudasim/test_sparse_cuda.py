@@ -1,0 +1,159 @@
+"""The CUDA kernels of sciml.sparse, run under the Numba CUDA simulator.
+
+Run with ``NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim`` (the
+variable must be set before numba is imported; ``.ci/run`` does this in a
+second pytest process).  The same tests run on a real GPU when the variable
+is unset and a GPU is present.  Matrices are tiny: the simulator runs every
+CUDA thread as a Python thread.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numba import cuda
+
+from sciml import data
+from sciml.sparse import check_csr, rspmv, spmm, spmv
+
+pytestmark = pytest.mark.cudasim
+
+VALUE_DTYPES = [np.float32, np.float64]
+INDEX_DTYPES = [np.int32, np.int64]
+
+
+def rtol_for(dtype):
+    return 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
+
+
+def assert_close(actual, expected, dtype):
+    actual = actual.copy_to_host() if hasattr(actual, "copy_to_host") else np.asarray(actual)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=rtol_for(dtype), atol=rtol_for(dtype) * scale)
+
+
+class DeviceCSR:
+    """A minimal GPU CSR matrix (the duck type cupyx.scipy.sparse.csr_matrix fits)."""
+
+    format = "csr"
+
+    def __init__(self, A):
+        self.indptr = cuda.to_device(A.indptr)
+        self.indices = cuda.to_device(A.indices)
+        self.data = cuda.to_device(A.data)
+        self.shape = A.shape
+
+
+def matrices():
+    """Tiny matrices with empty rows, long rows, unsorted duplicates."""
+    yield "power_law", data.power_law_csr(70, 50, mean_nnz_per_row=4, random_state=0)
+    yield "unsorted_duplicates", data.random_csr(40, 30, nnz_per_row=6, random_state=1, sort=False)
+    empty_rows = data.random_csr(30, 20, nnz_per_row=3, random_state=2).toarray()
+    empty_rows[::3] = 0
+    yield "empty_rows", sp.csr_array(empty_rows)
+    yield "no_nonzeros", sp.csr_array((9, 7))
+
+
+CASES = [
+    pytest.param(A, vd, idx, id=f"{name}-{np.dtype(vd).name}-{np.dtype(idx).name}")
+    for name, A in matrices()
+    for vd in VALUE_DTYPES
+    for idx in INDEX_DTYPES
+]
+
+
+def prepared(A, value_dtype, index_dtype):
+    A = A.astype(value_dtype)
+    A.indptr = A.indptr.astype(index_dtype)
+    A.indices = A.indices.astype(index_dtype)
+    return A, DeviceCSR(A)
+
+
+@pytest.mark.parametrize("A, value_dtype, index_dtype", CASES)
+def test_kernels_match_scipy(A, value_dtype, index_dtype):
+    from sciml.sparse import _cuda
+
+    A, dA = prepared(A, value_dtype, index_dtype)
+    m, n = A.shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(n).astype(value_dtype)
+    z = rng.standard_normal(m).astype(value_dtype)
+    X = rng.standard_normal((n, 3)).astype(value_dtype)
+    Z = rng.standard_normal((m, 3)).astype(value_dtype)
+    B = A.astype(np.float64)
+    for kernel in ("scalar", "vector"):
+        y = cuda.device_array(m, dtype=value_dtype)
+        _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel=kernel)
+        assert_close(y, B @ x, value_dtype)
+    y = cuda.device_array(n, dtype=value_dtype)
+    _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(z), y, transpose=True)
+    assert_close(y, B.T @ z, value_dtype)
+    Y = cuda.device_array((m, 3), dtype=value_dtype)
+    _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(X), Y)
+    assert_close(Y, B @ X, value_dtype)
+    Y = cuda.device_array((n, 3), dtype=value_dtype)
+    _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(Z), Y, transpose=True)
+    assert_close(Y, B.T @ Z, value_dtype)
+    grad = cuda.device_array(A.nnz, dtype=value_dtype)
+    _cuda.sddmm(dA.indptr, dA.indices, cuda.to_device(Z), cuda.to_device(X), grad)
+    rows = np.repeat(np.arange(m), np.diff(A.indptr))
+    assert_close(grad, (Z[rows].astype(np.float64) * X[A.indices]).sum(axis=1), value_dtype)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 8, 32])
+def test_vector_kernel_any_lane_count(lanes, monkeypatch):
+    from sciml.sparse import _cuda
+
+    monkeypatch.setattr(_cuda, "LANES", lanes)
+    A = data.power_law_csr(50, 40, mean_nnz_per_row=9, random_state=3)
+    dA = DeviceCSR(A)
+    x = np.random.default_rng(1).standard_normal(40)
+    y = cuda.device_array(50)
+    _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel="vector")
+    assert_close(y, A @ x, np.float64)
+
+
+def test_public_api_dispatches_device_arrays_and_returns_device_arrays():
+    A = data.random_csr(25, 18, nnz_per_row=4, random_state=4)
+    dA = DeviceCSR(A)
+    rng = np.random.default_rng(2)
+    x, z = rng.standard_normal(18), rng.standard_normal(25)
+    y = spmv(dA, cuda.to_device(x))
+    assert hasattr(y, "copy_to_host")  # a device array, never silently copied back
+    assert_close(y, A @ x, np.float64)
+    assert_close(rspmv(dA, cuda.to_device(z)), A.T @ z, np.float64)
+    X = rng.standard_normal((18, 2))
+    assert_close(spmm(dA, cuda.to_device(X)), A @ X, np.float64)
+    out = cuda.device_array(25)
+    assert spmv(dA, cuda.to_device(x), out=out, backend="cuda") is out
+    assert_close(out, A @ x, np.float64)
+    values = rng.standard_normal(A.nnz)
+    B = sp.csr_array((values, A.indices, A.indptr), shape=A.shape)
+    assert_close(spmv(dA, cuda.to_device(x), values=cuda.to_device(values)), B @ x, np.float64)
+
+
+def test_device_errors_name_the_problem():
+    A = data.random_csr(12, 10, nnz_per_row=3, random_state=5)
+    dA = DeviceCSR(A)
+    with pytest.raises(ValueError, match="mismatched devices"):
+        spmv(A, cuda.to_device(np.ones(10)))
+    with pytest.raises(ValueError, match="mismatched devices"):
+        spmv(dA, np.ones(10))
+    with pytest.raises(ValueError, match="backend='cpu' but A is on the CUDA"):
+        spmv(dA, cuda.to_device(np.ones(10)), backend="cpu")
+    with pytest.raises(TypeError, match="x has dtype float32 but A has dtype float64"):
+        spmv(dA, cuda.to_device(np.ones(10, dtype=np.float32)))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        spmv(dA, cuda.to_device(np.ones(11)))
+    x = cuda.to_device(np.ones(10))
+    with pytest.raises(ValueError, match="overlap"):
+        spmv(DeviceCSR(sp.csr_array(np.eye(10))), x, out=x)
+
+
+def test_check_csr_on_device_matrix():
+    A = data.random_csr(12, 10, nnz_per_row=3, random_state=6)
+    check_csr(DeviceCSR(A))
+    bad = A.copy()
+    bad.indices[0] = 10
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\)"):
+        check_csr(DeviceCSR(bad))
