@@ -159,6 +159,8 @@ def emit(result, *, table_columns, json_path=None, stream=None):
         f"({m['numba_threading_layer']}), torch {m['torch_threads']} threads",
         file=stream,
     )
+    if "gpu" in m:
+        print(f"gpu: {m['gpu']}, device-to-device copy bandwidth {m['copy_bandwidth_gbs']:.1f} GB/s", file=stream)
     if "read_bandwidth_gbs" in m:
         print(f"read bandwidth (best probe of the run): {m['read_bandwidth_gbs']:.2f} GB/s", file=stream)
     print(format_table(result["cases"], table_columns), file=stream)

@@ -34,6 +34,12 @@ TABLE_COLUMNS = ["case", "op", "dtype", "k", "method", "ms", "gflops", "gbs", "b
 
 def add_arguments(parser):
     parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cpu: against scipy and torch CPU; cuda: against cuSPARSE (torch) and CuPy",
+    )
+    parser.add_argument(
         "--scale",
         type=float,
         default=1.0,
@@ -169,6 +175,12 @@ def run(quick=False, scale=1.0):
 
 
 def main(args, json_path=None):
-    result = run(quick=args.quick, scale=args.scale)
-    emit(result, table_columns=TABLE_COLUMNS, json_path=json_path)
+    if args.device == "cuda":
+        from ._spmv_cuda import TABLE_COLUMNS as columns
+        from ._spmv_cuda import run_cuda
+
+        result = run_cuda(quick=args.quick, scale=args.scale)
+    else:
+        result, columns = run(quick=args.quick, scale=args.scale), TABLE_COLUMNS
+    emit(result, table_columns=columns, json_path=json_path)
     return result

@@ -1,0 +1,85 @@
+"""sciml.sparse on a real GPU through torch CUDA tensors (and CuPy if present).
+
+Marked ``gpu``: skipped automatically where no CUDA GPU is available.  The
+kernels themselves are also tested under the CUDA simulator
+(``tests/cudasim``); these tests cover what the simulator cannot: torch's
+CUDA tensors, streams and the autograd op on the device.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from sciml import data
+from sciml.sparse import rspmv, spmm, spmv, to_torch_csr
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = [(np.float32, torch.float32, 2e-5), (np.float64, torch.float64, 1e-12)]
+
+
+def close(actual, expected, rtol):
+    actual = actual.detach().cpu().numpy().astype(np.float64)
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("np_dtype, torch_dtype, rtol", DTYPES)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_torch_cuda_products_match_scipy(np_dtype, torch_dtype, rtol, index_dtype):
+    A = data.power_law_csr(3000, 2000, mean_nnz_per_row=7, random_state=0).astype(np_dtype)
+    A.indptr, A.indices = A.indptr.astype(index_dtype), A.indices.astype(index_dtype)
+    tA = to_torch_csr(A, device="cuda")
+    gen = np.random.default_rng(0)
+    x, z = gen.standard_normal(2000).astype(np_dtype), gen.standard_normal(3000).astype(np_dtype)
+    X = gen.standard_normal((2000, 16)).astype(np_dtype)
+    B = A.astype(np.float64)
+    y = spmv(tA, torch.from_numpy(x).cuda())
+    assert y.is_cuda and y.dtype == torch_dtype
+    close(y, B @ x, rtol)
+    close(rspmv(tA, torch.from_numpy(z).cuda()), B.T @ z, rtol)
+    close(spmm(tA, torch.from_numpy(X).cuda()), B @ X, rtol)
+    close(spmm(tA, torch.from_numpy(np.ascontiguousarray(z[:, None])).cuda(), transpose=True), B.T @ z[:, None], rtol)
+
+
+def test_runs_on_the_current_torch_stream():
+    A = data.poisson_2d(300)
+    tA = to_torch_csr(A, device="cuda")
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        # Produced on `stream`: a launch on the default stream could race it.
+        x = torch.arange(A.shape[1], dtype=torch.float64, device="cuda").sin_() * 3.0
+        y = spmv(tA, x)
+    stream.synchronize()
+    close(y, A @ (np.sin(np.arange(A.shape[1])) * 3.0), 1e-12)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_autograd_on_cuda(transpose):
+    A = data.random_csr(15, 11, nnz_per_row=3, random_state=1, sort=False)
+    values = torch.tensor(A.data, device="cuda", requires_grad=True)
+    tA = to_torch_csr(A, device="cuda")
+    n = A.shape[0] if transpose else A.shape[1]
+    X = torch.randn(n, 3, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, X: spmm(tA, X, values=v, transpose=transpose), (values, X))
+    x = torch.randn(n, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, x: spmv(tA, x, values=v, transpose=transpose), (values, x))
+
+
+def test_cpu_and_cuda_operands_are_refused():
+    A = data.poisson_2d(4)
+    with pytest.raises(ValueError, match="mismatched devices"):
+        spmv(to_torch_csr(A, device="cuda"), torch.ones(16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="mismatched devices"):
+        spmv(A, torch.ones(16, dtype=torch.float64, device="cuda"))
+
+
+def test_cupy_inputs():
+    cupy = pytest.importorskip("cupy")
+    cupyx_sparse = pytest.importorskip("cupyx.scipy.sparse")
+    A = data.power_law_csr(500, 400, random_state=2)
+    cA = cupyx_sparse.csr_matrix(A)
+    x = np.random.default_rng(3).standard_normal(400)
+    y = spmv(cA, cupy.asarray(x))
+    assert isinstance(y, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(y), A @ x, rtol=1e-12, atol=1e-12)
