@@ -142,7 +142,7 @@ def format_table(cases, columns):
         return str(value)
 
     rows = [[cell(case.get(col)) for col in columns] for case in cases]
-    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(columns)]
+    widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(columns)]
     lines = ["  ".join(col.ljust(w) for col, w in zip(columns, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
@@ -162,7 +162,7 @@ def emit(result, *, table_columns, json_path=None, stream=None):
     if "gpu" in m:
         print(f"gpu: {m['gpu']}, device-to-device copy bandwidth {m['copy_bandwidth_gbs']:.1f} GB/s", file=stream)
     if "read_bandwidth_gbs" in m:
-        print(f"read bandwidth (best probe of the run): {m['read_bandwidth_gbs']:.2f} GB/s", file=stream)
+        print(f"read bandwidth (median probe of the run): {m['read_bandwidth_gbs']:.2f} GB/s", file=stream)
     print(format_table(result["cases"], table_columns), file=stream)
     print("summary:", file=stream)
     for key, value in result["summary"].items():

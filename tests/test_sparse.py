@@ -36,25 +36,35 @@ def with_index_dtype(A, index_dtype):
 def csr_matrices(draw, max_dim=40):
     """CSR matrices with empty rows, unsorted and duplicate column indices."""
     n_rows = draw(st.integers(0, max_dim))
-    n_cols = draw(st.integers(1, max_dim))
-    lengths = draw(st.lists(st.integers(0, 6), min_size=n_rows, max_size=n_rows))
+    n_cols = draw(st.integers(0, max_dim))
+    lengths = draw(st.lists(st.integers(0, 6 if n_cols else 0), min_size=n_rows, max_size=n_rows))
     nnz = sum(lengths)
-    indices = draw(st.lists(st.integers(0, n_cols - 1), min_size=nnz, max_size=nnz))
+    indices = draw(st.lists(st.integers(0, max(0, n_cols - 1)), min_size=nnz, max_size=nnz))
     values = draw(
         st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=nnz, max_size=nnz)
     )
     value_dtype = draw(st.sampled_from(VALUE_DTYPES))
     index_dtype = draw(st.sampled_from(INDEX_DTYPES))
-    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(index_dtype)
-    return sp.csr_array(
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64).astype(index_dtype)
+    A = sp.csr_array(
         (np.array(values, dtype=value_dtype), np.array(indices, dtype=index_dtype), indptr),
         shape=(n_rows, n_cols),
     )
+    if draw(st.booleans()):
+        # Arrays longer than indptr[-1]: only the first nnz entries count.
+        A.data = np.concatenate([A.data, np.full(3, np.nan, dtype=value_dtype)])
+        A.indices = np.concatenate([A.indices, np.zeros(3, dtype=index_dtype)])
+    return A
 
 
-def dense_reference(A):
-    """Dense float64 copy; duplicates are summed by toarray, as they must be."""
-    return A.astype(np.float64).toarray()
+def dense_reference(A, values=None):
+    """Dense float64 copy; duplicates are summed, as they must be."""
+    nnz = int(A.indptr[-1])
+    data = (A.data[:nnz] if values is None else values).astype(np.float64)
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    D = np.zeros(A.shape)
+    np.add.at(D, (rows, A.indices[:nnz]), data)
+    return D
 
 
 def check_products_against_dense(A, seed, k):
@@ -75,9 +85,18 @@ def check_products_against_dense(A, seed, k):
     assert_close(Y, D @ X, dtype)
     assert_close(spmm(A, Z, transpose=True), D.T @ Z, dtype)
 
+    # Replacement values, numpy and torch (no grad): the pattern stays A's.
+    values = rng.standard_normal(int(A.indptr[-1])).astype(dtype)
+    V = dense_reference(A, values)
+    assert_close(spmv(A, x, values=values), V @ x, dtype)
+    assert_close(spmm(A, Z, transpose=True, values=values), V.T @ Z, dtype)
+    y_t = spmv(A, torch.from_numpy(x), values=torch.from_numpy(values))
+    assert isinstance(y_t, torch.Tensor)
+    assert_close(y_t.numpy(), V @ x, dtype)
+
 
 @settings(max_examples=60, deadline=None)
-@given(A=csr_matrices(), seed=st.integers(0, 2**32 - 1), k=st.integers(1, 5))
+@given(A=csr_matrices(), seed=st.integers(0, 2**32 - 1), k=st.integers(0, 5))
 def test_products_match_dense_reference(A, seed, k):
     check_products_against_dense(A, seed, k)
 
@@ -203,6 +222,27 @@ def test_csr_matrix_class_is_accepted():
 
 
 # ---------------------------------------------------------------- torch
+
+
+def test_torch_and_scipy_inputs_reach_the_kernel_zero_copy(monkeypatch):
+    from sciml.sparse import _cpu
+
+    seen = {}
+    real = _cpu.csr_spmv
+
+    def spy(indptr, indices, data, x, y, bounds, zero):
+        seen.update(indptr=indptr, indices=indices, data=data, x=x, y=y)
+        return real(indptr, indices, data, x, y, bounds, zero)
+
+    monkeypatch.setattr(_cpu, "csr_spmv", spy)
+    A = data.poisson_2d(5)
+    tA = to_torch_csr(A)
+    x = torch.ones(25, dtype=torch.float64)
+    out = torch.empty(25, dtype=torch.float64)
+    spmv(tA, x, out=out)
+    assert np.shares_memory(seen["x"], x.numpy()) and np.shares_memory(seen["y"], out.numpy())
+    assert np.shares_memory(seen["data"], A.data) and np.shares_memory(seen["indices"], A.indices)
+    assert np.shares_memory(seen["indptr"], A.indptr)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -356,11 +396,42 @@ def test_bad_out(A):
         spmv(A, torch.ones(16, dtype=torch.float64, requires_grad=True), out=torch.empty(16, dtype=torch.float64))
 
 
+def test_out_requiring_grad_is_refused(A):
+    x = torch.ones(16, dtype=torch.float64)
+    with pytest.raises(TypeError, match="out= requires grad"):
+        spmv(A, x, out=torch.zeros(16, dtype=torch.float64, requires_grad=True))
+    with torch.no_grad():
+        spmv(A, x, out=torch.zeros(16, dtype=torch.float64, requires_grad=True))
+
+
+def test_out_overwriting_a_saved_tensor_is_caught_by_autograd(A):
+    """Writing into a tensor that autograd saved must not corrupt gradients."""
+    w = torch.ones(16, dtype=torch.float64, requires_grad=True)
+    buf = torch.ones(16, dtype=torch.float64)
+    loss = (w * buf).sum()  # saves buf for backward
+    spmv(A, torch.ones(16, dtype=torch.float64), out=buf)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_out_must_not_overlap_the_index_arrays():
+    A = data.poisson_2d(4)
+    indptr = A.indptr.astype(np.int64)  # 17 int64 entries: view 16 of them as 8 float64 rows
+    alias = indptr[:16].view(np.float64)[:8]
+    first_rows = sp.csr_array((A.data, A.indices.astype(np.int64), indptr[:9]), shape=(8, 16))
+    with pytest.raises(ValueError, match="overlap"):
+        spmv(first_rows, np.ones(16), out=alias)
+
+
 def test_bad_values(A):
     with pytest.raises(ValueError, match="values"):
         spmv(A, np.ones(16), values=np.ones(A.nnz - 1))
     with pytest.raises(TypeError, match="values is a torch array but the dense operand is numpy"):
         spmv(A, np.ones(16), values=torch.ones(A.nnz, dtype=torch.float64))
+    for requires_grad in (False, True):
+        x = torch.ones(16, dtype=torch.float64, requires_grad=requires_grad)
+        with pytest.raises(TypeError, match="values is a numpy array but the dense operand is torch"):
+            spmv(A, x, values=np.ones(A.nnz))
 
 
 def test_backend_and_devices(A):

@@ -16,11 +16,14 @@ check_csr(A)
 to_torch_csr(A, *, device=None)
     A scipy CSR matrix as a torch sparse CSR tensor (zero-copy on the CPU).
 
-Inputs are scipy.sparse CSR arrays/matrices or torch sparse CSR tensors for
-``A``, and numpy arrays or CPU torch tensors for the dense operand (used
-zero-copy; the result has the dense operand's type).  With torch tensors
+Inputs are scipy.sparse CSR arrays/matrices, torch sparse CSR tensors or GPU
+CSR matrices (CuPy) for ``A``, and numpy arrays, torch tensors, CuPy arrays or
+numba device arrays for the dense operand, on A's device (used zero-copy; the
+result has the dense operand's type).  CPU inputs run the numba kernels, CUDA
+inputs the numba-cuda kernels (``numba.cuda`` is imported on first use).  With torch tensors
 that require grad, products are differentiable in the dense operand and,
-through ``values=``, in A's nonzeros.
+through ``values=``, in A's nonzeros (first order: the backward pass is not
+itself differentiable).
 """
 
 from ._api import check_csr, rspmv, spmm, spmv, to_torch_csr

@@ -268,7 +268,9 @@ def check_csr(A):
     The products check only what is O(1) (shapes, dtypes, ``indptr[0]`` and
     ``indptr[-1]``) and otherwise trust the structure, as scipy's own
     products do.  Call this once on matrices from untrusted sources:
-    out-of-range column indices would otherwise read out of bounds.
+    out-of-range column indices or decreasing row pointers make the kernels
+    read (and, for transposed products, write) out of bounds, which gives
+    garbage or crashes the process.
     Matrices on a GPU are copied to the host for the check.
 
     Unsorted and duplicate column indices are valid: the products sum
@@ -389,6 +391,9 @@ def _check_out(out, x_op, expected_shape, dtype, inputs):
         raise ValueError(f"out has shape {op.shape}, expected {expected_shape}")
     if op.dtype != dtype:
         raise TypeError(f"out has dtype {op.dtype}, expected {dtype}")
+    if op.lib == "torch" and out.requires_grad and torch.is_grad_enabled():
+        # As in torch: writing into a tensor autograd tracks would corrupt gradients.
+        raise TypeError("out= requires grad; products with out= do not support automatic differentiation")
     view = _view(out, op)
     if not op.contiguous or (isinstance(view, np.ndarray) and not view.flags.writeable):
         raise ValueError("out must be a writeable, C-contiguous array")
@@ -533,10 +538,15 @@ def _matmul(A, x, transpose, out, values, backend, ndim):
         result = _empty(x_op, out_shape, csr.dtype)
         y = _view(result, replace(x_op, lib=x_op.lib if x_op.lib != "cai" else "numba"))
     else:
-        y = _check_out(out, x_op, out_shape, csr.dtype, (x_view, csr.data))
+        y = _check_out(out, x_op, out_shape, csr.dtype, (x_view, csr.data, csr.indices, csr.indptr))
         result = out
     with _device_context(x_op):
         _product(csr, x_view, y, transpose, _stream(x_op))
+    if out is not None and x_op.lib == "torch":
+        # The kernel wrote through a view autograd cannot see: bump the
+        # version so that backward through an earlier use of `out` raises
+        # instead of using the overwritten values.
+        torch.autograd.graph.increment_version(out)
     return result
 
 

@@ -7,7 +7,10 @@ happens in :mod:`sciml.sparse._api`.  Conventions that make them fast:
   With signed indices numba emits a negative-index wrap-around check on
   every ``data[j]`` load and ``x[col]`` gather, which blocks vectorisation
   (measured: 1.4x -> 2x scipy's speed on a 2-D Poisson matrix).  The views
-  are zero-copy and the structure has already been checked non-negative.
+  are zero-copy; the structure is trusted (see ``check_csr``).
+* The kernels release the GIL (``nogil``).  Calling them from several Python
+  threads at once needs numba's ``omp`` or ``tbb`` threading layer; the
+  ``workqueue`` fallback aborts on concurrent parallel regions.
 * ``fastmath`` enables only reassociation and contraction (FMA), so row sums
   may be reordered and vectorised, but NaN and inf still propagate as IEEE
   754 says (no ``nnan``/``ninf`` flags).
