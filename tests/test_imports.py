@@ -5,6 +5,10 @@ import subprocess
 import sys
 
 PACKAGES = [
+    "unfolding.problems",
+    "unfolding.classical",
+    "unfolding.networks",
+    "unfolding.estimators",
     "sciml",
     "sciml.sparse",
     "sciml.prox",

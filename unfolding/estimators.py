@@ -1,0 +1,377 @@
+"""scikit-learn estimator for unfolded sparse recovery networks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import MultiOutputMixin, RegressorMixin
+from sklearn.utils.validation import validate_data
+
+from sciml.base import BaseTorchEstimator, check_random_state_torch, to_numpy
+
+from .networks import UnfoldedNetwork
+
+__all__ = ["UnfoldedSparseCoder", "unfolded_objective"]
+
+_ALGORITHMS = {"ista": "soft", "iht": "hard", "iht_topk": "topk"}
+_LOSSES = ("supervised", "unsupervised")
+_TRAINING = ("layerwise", "end_to_end")
+# Piecewise-constant decay within each layer-wise stage (LISTA-CP practice).
+_DECAY = (1.0, 0.2, 0.04)
+
+
+def unfolded_objective(A_times, X, Y, *, algorithm, lam, lam0):
+    """Per-signal objective the unsupervised loss minimises (torch).
+
+    ``0.5 ||A x - y||^2 + lam ||x||_1`` for ISTA, ``+ lam0 ||x||_0`` for IHT
+    (the count carries no gradient; the data term does), ``0.5 ||A x - y||^2``
+    for top-k IHT.
+    """
+    fit = 0.5 * (A_times(X) - Y).square().sum(dim=1)
+    if algorithm == "ista":
+        return fit + lam * X.abs().sum(dim=1)
+    if algorithm == "iht":
+        return fit + lam0 * (X != 0).sum(dim=1).to(X.dtype)
+    return fit
+
+
+class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
+    """Deep-unfolded ISTA/IHT: a trained network from measurements to sparse codes.
+
+    Each of the `n_layers` layers performs one proximal-gradient step with
+    learned parameters (see :class:`unfolding.networks.UnfoldedNetwork`):
+    per-layer step and threshold (the seed paper's unfolded ISTA/IHT), plus
+    ALISTA's analytic weights, LISTA-CP's untied weights and support
+    selection as options.
+
+    Parameters
+    ----------
+    A : ndarray or scipy.sparse matrix of shape (m, n)
+        Sensing matrix: a measurement is ``y = A x (+ noise)``.  Sparse A
+        works with ``weights="tied"``.
+    n_layers : int, default=16
+    algorithm : {"ista", "iht", "iht_topk"}, default="ista"
+        Soft thresholding (l1), hard thresholding at ``sqrt(2 lam0 step)``
+        (l0), or keeping the `k` largest entries.
+    weights : {"tied", "analytic", "untied"}, default="tied"
+    support_selection : bool, default=False
+        ALISTA's support selection (ISTA only).
+    loss : {"supervised", "unsupervised"}, default="supervised"
+        Supervised: normalised squared error to the true codes ``y``.
+        Unsupervised: the original objective with `lam` (ISTA) or `lam0`
+        (IHT); needs no ``y``.
+    lam : float, default=0.05
+        l1 weight of the unsupervised ISTA objective.
+    lam0 : float, default=0.02
+        l0 weight of the IHT layers and of their unsupervised objective.
+    k : int or None, default=None
+        Entries kept by ``algorithm="iht_topk"``.
+    training : {"layerwise", "end_to_end"}, default="layerwise"
+        Layer-wise: stage t trains layers 1..t on the loss at layer t
+        (robust; the default).  End-to-end: all layers on the final loss.
+    steps_per_layer : int, default=150
+        Optimiser steps per stage (end-to-end: ``steps_per_layer *
+        n_layers`` steps).  Each stage decays the learning rate to 0.2 and
+        0.04 of `lr` over its last two thirds.
+    batch_size : int, default=128
+    lr : float, default=0.02
+        Adam learning rate (steps and thresholds are log-parametrised, so
+        this is a relative change per step).
+    synthetic : dict or None, default=None
+        ``None`` trains on minibatches of the data given to :meth:`fit`.  A
+        dict ``{"p": 0.1, "snr_db": None}`` trains on fresh synthetic
+        batches (Bernoulli(p)-Gaussian codes measured through A, noise at
+        the SNR); the data given to fit then only serves the per-layer
+        diagnostics.
+    max_time : float or None, default=None
+        Wall-clock training budget in seconds, shared by all stages.
+    dtype : {"float32", "float64"}, default="float32"
+    random_state : None, int, numpy RandomState or Generator, default=None
+    device : "auto", "cpu", "cuda" or torch.device, default="auto"
+    verbose : bool, default=False
+        Progress bar per stage.
+    n_threads : int or None, default=1
+        Torch/BLAS threads during training and prediction (the toolkit's
+        thread policy: one thread is fastest for networks of this size).
+
+    Attributes
+    ----------
+    module_ : UnfoldedNetwork
+    steps_, thresholds_ : ndarray of shape (n_layers,)
+        Learned step sizes and soft thresholds (thresholds are unused by
+        IHT layers).
+    layer_objective_ : ndarray of shape (n_layers,)
+        Mean objective (the unsupervised loss) of each layer's output on
+        the data given to fit.
+    layer_nmse_db_ : ndarray of shape (n_layers,) or None
+        NMSE (dB) of each layer's output on the data given to fit, when the
+        true codes were given.
+    loss_curve_ : list of float
+    n_iter_ : int
+    n_features_in_ : int
+    device_ : torch.device
+
+    Examples
+    --------
+    >>> from unfolding.problems import standard_problem
+    >>> problem = standard_problem(m=20, n=40, random_state=0)
+    >>> Y, X = problem.sample(200, random_state=1)
+    >>> coder = UnfoldedSparseCoder(problem.A, n_layers=4, steps_per_layer=30, random_state=0)
+    >>> coder.fit(Y, X).predict(Y).shape
+    (200, 40)
+    """
+
+    def __init__(
+        self,
+        A=None,
+        *,
+        n_layers=16,
+        algorithm="ista",
+        weights="tied",
+        support_selection=False,
+        loss="supervised",
+        lam=0.05,
+        lam0=0.02,
+        k=None,
+        training="layerwise",
+        steps_per_layer=150,
+        batch_size=128,
+        lr=0.02,
+        synthetic=None,
+        max_time=None,
+        dtype="float32",
+        random_state=None,
+        device="auto",
+        verbose=False,
+        n_threads=1,
+    ):
+        self.A = A
+        self.n_layers = n_layers
+        self.algorithm = algorithm
+        self.weights = weights
+        self.support_selection = support_selection
+        self.loss = loss
+        self.lam = lam
+        self.lam0 = lam0
+        self.k = k
+        self.training = training
+        self.steps_per_layer = steps_per_layer
+        self.batch_size = batch_size
+        self.lr = lr
+        self.synthetic = synthetic
+        self.max_time = max_time
+        self.dtype = dtype
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self):
+        if self.algorithm not in _ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {tuple(_ALGORITHMS)}, got {self.algorithm!r}")
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+        if self.training not in _TRAINING:
+            raise ValueError(f"training must be one of {_TRAINING}, got {self.training!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        for name in ("lam", "lam0", "lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float, np.floating)) and np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("n_layers", "steps_per_layer", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.synthetic is not None:
+            if not isinstance(self.synthetic, dict) or not set(self.synthetic) <= {"p", "snr_db"}:
+                raise ValueError("synthetic must be None or a dict with keys 'p' and 'snr_db'")
+            if not 0 < self.synthetic.get("p", 0.1) <= 1:
+                raise ValueError(f"synthetic['p'] must be in (0, 1], got {self.synthetic.get('p')!r}")
+
+    def _check_A(self):
+        A = self.A
+        if A is None:
+            raise ValueError("A (the sensing matrix) must be given")
+        if sp.issparse(A):
+            A = sp.csr_array(A).astype(self.dtype)
+            data = A.data
+        else:
+            A = np.asarray(A, dtype=self.dtype)
+            data = A
+        if A.ndim != 2:
+            raise ValueError(f"A must be a 2-D matrix, got shape {A.shape}")
+        if not np.all(np.isfinite(data)):
+            raise ValueError("A contains NaN or inf")
+        return A
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, m)
+            Measurements.
+        y : array-like of shape (n_samples, n), optional
+            True codes; required for ``loss="supervised"``, and used for the
+            per-layer NMSE diagnostics whenever given.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        A = self._check_A()
+        if y is None:
+            if self.loss == "supervised" and self.synthetic is None:
+                raise ValueError("loss='supervised' needs the true codes y (or synthetic batches)")
+            X = validate_data(self, X, dtype=[np.float64, np.float32])
+        else:
+            X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
+            y = np.asarray(y, dtype=self.dtype)
+            if y.ndim != 2 or y.shape[1] != A.shape[1]:
+                raise ValueError(f"y must have shape (n_samples, {A.shape[1]}) (A is {A.shape}), got {y.shape}")
+        if X.shape[1] != A.shape[0]:
+            raise ValueError(
+                f"X has {X.shape[1]} features (measurements) but A has shape {A.shape}: "
+                f"expected {A.shape[0]}"
+            )
+        if self.algorithm == "iht_topk" and (self.k is None or not 1 <= int(self.k) <= A.shape[1]):
+            raise ValueError(f"algorithm='iht_topk' needs k in [1, {A.shape[1]}], got {self.k!r}")
+
+        device = self._resolve_device()
+        torch_dtype = torch.float32 if self.dtype == "float32" else torch.float64
+        generator = check_random_state_torch(self.random_state, device)
+        net = UnfoldedNetwork(
+            A,
+            self.n_layers,
+            weights=self.weights,
+            prox=_ALGORITHMS[self.algorithm],
+            support_selection=self.support_selection,
+            lam0=self.lam0,
+            k=self.k,
+        ).to(device)
+        Xt = torch.as_tensor(np.asarray(X, dtype=self.dtype), device=device)
+        yt = None if y is None else torch.as_tensor(y, device=device)
+        sample = self._batch_source(net, Xt, yt, generator, torch_dtype)
+        self._fit_layers(net, sample)
+
+        self.module_ = net
+        self.steps_ = to_numpy(net.log_step.detach().exp())
+        self.thresholds_ = to_numpy(net.log_threshold.detach().exp())
+        self.layer_objective_, self.layer_nmse_db_ = self._layer_diagnostics(net, Xt, yt)
+        return self
+
+    def _batch_source(self, net, Xt, yt, generator, torch_dtype):
+        """A function returning (Y, X or None) training batches."""
+        batch = self.batch_size
+        if self.synthetic is not None:
+            p = float(self.synthetic.get("p", 0.1))
+            snr_db = self.synthetic.get("snr_db")
+            n = net.shape[1]
+            A_times = self._A_times(net)
+
+            def synthetic_batch():
+                support = torch.rand((batch, n), generator=generator, device=Xt.device) < p
+                codes = support * torch.randn((batch, n), generator=generator, device=Xt.device, dtype=torch_dtype)
+                Y = A_times(codes)
+                if snr_db is not None:
+                    noise = torch.randn(Y.shape, generator=generator, device=Y.device, dtype=torch_dtype)
+                    scale = Y.norm() / noise.norm() * 10.0 ** (-float(snr_db) / 20.0)
+                    Y = Y + scale * noise
+                return Y, codes
+
+            return synthetic_batch
+
+        n_samples = Xt.shape[0]
+
+        def data_batch():
+            idx = torch.randint(n_samples, (min(batch, n_samples),), generator=generator, device=Xt.device)
+            return Xt[idx], None if yt is None else yt[idx]
+
+        return data_batch
+
+    @staticmethod
+    def _A_times(net):
+        """x -> A x for row-stacked x, whatever the storage of A."""
+        if net.sparse:
+            from sciml.sparse import spmm
+
+            return lambda X: spmm(net._A_csr, X.T.contiguous()).T
+        return lambda X: X @ net.A.T
+
+    def _loss(self, net, Y, X, n_layers):
+        out = net(Y, n_layers=n_layers)
+        if self.loss == "supervised":
+            return (out - X).square().sum() / X.square().sum().clamp_min(torch.finfo(X.dtype).tiny)
+        objective = unfolded_objective(
+            self._A_times(net), out, Y, algorithm=self.algorithm, lam=self.lam, lam0=self.lam0
+        )
+        return objective.mean()
+
+    def _fit_layers(self, net, sample):
+        stages = range(1, self.n_layers + 1) if self.training == "layerwise" else [self.n_layers]
+        steps = self.steps_per_layer if self.training == "layerwise" else self.steps_per_layer * self.n_layers
+        start = time.perf_counter()
+        curve, n_iter = [], 0
+        for depth in stages:
+            remaining = None if self.max_time is None else self.max_time - (time.perf_counter() - start)
+            if remaining is not None and remaining <= 0:
+                break
+            third = max(1, steps // len(_DECAY))
+
+            def loss_fn(depth=depth):
+                Y, X = sample()
+                return self._loss(net, Y, X, depth)
+
+            result = self._train(
+                net,
+                loss_fn,
+                optimizer="adam",
+                lr=self.lr,
+                max_iter=steps,
+                lr_schedule=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+                    opt, lambda s: _DECAY[min(s // third, len(_DECAY) - 1)]
+                ),
+                restore_best=False,  # minibatch losses are noisy: keep the last weights
+                tol=0.0,
+                max_time=remaining,
+                desc=f"{type(self).__name__} layer {depth}/{self.n_layers}",
+            )
+            curve += result.loss_curve
+            n_iter += result.n_iter
+            if result.stop_reason in ("nonfinite", "diverged"):
+                break  # the loop restored the best weights and warned
+        self.loss_curve_, self.n_iter_ = curve, n_iter
+
+    def _layer_diagnostics(self, net, Xt, yt):
+        with torch.no_grad(), self._thread_limit():
+            outputs = net(Xt, return_all=True)
+            A_times = self._A_times(net)
+            objective = [
+                float(unfolded_objective(A_times, out, Xt, algorithm=self.algorithm, lam=self.lam,
+                                         lam0=self.lam0).double().mean())
+                for out in outputs
+            ]
+            nmse = None
+            if yt is not None:
+                energy = yt.double().square().sum()
+                nmse = np.array([
+                    float(10 * torch.log10((out.double() - yt.double()).square().sum() / energy))
+                    for out in outputs
+                ])
+        return np.array(objective), nmse
+
+    # ------------------------------------------------------------------ predicting
+    def predict(self, X):
+        """Sparse codes of measurements X, shape (n_samples, n)."""
+        self._check_fitted()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        Xt = torch.as_tensor(np.asarray(X, dtype=self.dtype), device=self.device_)
+        with torch.no_grad(), self._thread_limit():
+            return to_numpy(self.module_(Xt))
