@@ -11,20 +11,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import check_float_dtype, check_positive_int
+
 __all__ = ["poisson_2d", "poisson_3d", "random_csr", "power_law_csr"]
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
 
 
 def _laplacian_1d(n, dtype):
@@ -72,8 +61,8 @@ def poisson_2d(n, *, dtype=np.float64):
     >>> poisson_2d(3).toarray()[4]
     array([ 0., -1.,  0., -1.,  4., -1.,  0., -1.,  0.])
     """
-    n = _check_positive_int("n", n)
-    lap = _laplacian_1d(n, _check_float_dtype(dtype))
+    n = check_positive_int("n", n)
+    lap = _laplacian_1d(n, check_float_dtype(dtype))
     return _kron_sum([lap, lap])
 
 
@@ -91,8 +80,8 @@ def poisson_3d(n, *, dtype=np.float64):
     A : scipy.sparse.csr_array, shape (n**3, n**3)
         Symmetric positive definite, ``6`` on the diagonal, ``-1`` off it.
     """
-    n = _check_positive_int("n", n)
-    lap = _laplacian_1d(n, _check_float_dtype(dtype))
+    n = check_positive_int("n", n)
+    lap = _laplacian_1d(n, check_float_dtype(dtype))
     return _kron_sum([lap, lap, lap])
 
 
@@ -135,12 +124,12 @@ def random_csr(n_rows, n_cols=None, *, nnz_per_row=10, dtype=np.float64, random_
     -------
     A : scipy.sparse.csr_array, shape (n_rows, n_cols)
     """
-    n_rows = _check_positive_int("n_rows", n_rows)
-    n_cols = n_rows if n_cols is None else _check_positive_int("n_cols", n_cols)
-    nnz_per_row = _check_positive_int("nnz_per_row", nnz_per_row)
+    n_rows = check_positive_int("n_rows", n_rows)
+    n_cols = n_rows if n_cols is None else check_positive_int("n_cols", n_cols)
+    nnz_per_row = check_positive_int("nnz_per_row", nnz_per_row)
     rng = np.random.default_rng(random_state)
     lengths = np.full(n_rows, nnz_per_row, dtype=np.int64)
-    return _csr_from_row_lengths(lengths, n_cols, rng, _check_float_dtype(dtype), sort)
+    return _csr_from_row_lengths(lengths, n_cols, rng, check_float_dtype(dtype), sort)
 
 
 def power_law_csr(n_rows, n_cols=None, *, mean_nnz_per_row=10, exponent=2.0, dtype=np.float64, random_state=None):
@@ -165,8 +154,8 @@ def power_law_csr(n_rows, n_cols=None, *, mean_nnz_per_row=10, exponent=2.0, dty
     -------
     A : scipy.sparse.csr_array, shape (n_rows, n_cols), canonical
     """
-    n_rows = _check_positive_int("n_rows", n_rows)
-    n_cols = n_rows if n_cols is None else _check_positive_int("n_cols", n_cols)
+    n_rows = check_positive_int("n_rows", n_rows)
+    n_cols = n_rows if n_cols is None else check_positive_int("n_cols", n_cols)
     if not exponent > 1:
         raise ValueError(f"exponent must be > 1, got {exponent!r}")
     if not mean_nnz_per_row > 0:
@@ -174,4 +163,4 @@ def power_law_csr(n_rows, n_cols=None, *, mean_nnz_per_row=10, exponent=2.0, dty
     rng = np.random.default_rng(random_state)
     raw = rng.pareto(exponent, size=n_rows) + 1.0
     lengths = np.minimum(np.rint(raw * mean_nnz_per_row / raw.mean()), n_cols).astype(np.int64)
-    return _csr_from_row_lengths(lengths, n_cols, rng, _check_float_dtype(dtype), sort=True)
+    return _csr_from_row_lengths(lengths, n_cols, rng, check_float_dtype(dtype), sort=True)

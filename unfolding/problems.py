@@ -30,6 +30,8 @@ import numpy as np
 import scipy.fft
 import scipy.sparse as sp
 
+from sciml._validation import check_float_dtype, check_positive_int
+
 __all__ = [
     "gaussian_matrix",
     "partial_dct_matrix",
@@ -44,21 +46,6 @@ __all__ = [
 # --------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r} of type {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
-def _check_float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
 
 
 def _is_tensor(obj):
@@ -154,8 +141,8 @@ def gaussian_matrix(m, n, *, normalize_columns=True, dtype=np.float64, random_st
     >>> A.shape, bool(np.allclose(np.linalg.norm(A, axis=0), 1.0))
     ((250, 500), True)
     """
-    m, n = _check_positive_int("m", m), _check_positive_int("n", n)
-    dtype = _check_float_dtype(dtype)
+    m, n = check_positive_int("m", m), check_positive_int("n", n)
+    dtype = check_float_dtype(dtype)
     rng = np.random.default_rng(random_state)
     A = rng.standard_normal((m, n)) / math.sqrt(m)
     if normalize_columns:
@@ -190,10 +177,10 @@ def partial_dct_matrix(m, n, *, normalize_columns=True, dtype=np.float64, random
     ValueError
         If ``m`` or ``n`` is smaller than 1 or ``m > n``.
     """
-    m, n = _check_positive_int("m", m), _check_positive_int("n", n)
+    m, n = check_positive_int("m", m), check_positive_int("n", n)
     if m > n:
         raise ValueError(f"partial_dct_matrix needs m <= n, got m={m} > n={n}")
-    dtype = _check_float_dtype(dtype)
+    dtype = check_float_dtype(dtype)
     rng = np.random.default_rng(random_state)
     rows = np.sort(rng.choice(n, size=m, replace=False))
     # Column j is dct(e_j), so D @ x == dct(x): the orthonormal DCT-II matrix.
@@ -237,12 +224,12 @@ def bernoulli_gaussian(n_samples, n, *, p=0.1, dtype=np.float64, random_state=No
     ValueError
         If a size is smaller than 1 or ``p`` is outside ``[0, 1]``.
     """
-    n_samples, n = _check_positive_int("n_samples", n_samples), _check_positive_int("n", n)
+    n_samples, n = check_positive_int("n_samples", n_samples), check_positive_int("n", n)
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a real number in [0, 1], got {p!r}")
     if not 0.0 <= p <= 1.0:  # also rejects NaN
         raise ValueError(f"p must be in [0, 1], got {p!r}")
-    dtype = _check_float_dtype(dtype)
+    dtype = check_float_dtype(dtype)
     rng = np.random.default_rng(random_state)
     support = rng.random((n_samples, n)) < p
     X = np.where(support, rng.standard_normal((n_samples, n)), 0.0)

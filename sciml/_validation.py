@@ -1,0 +1,22 @@
+"""Argument checks shared by the core and the model families."""
+
+import numbers
+
+import numpy as np
+
+
+def check_positive_int(name, value):
+    """Return ``int(value)``; TypeError for non-integers, ValueError below 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r} of type {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def check_float_dtype(dtype):
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else TypeError."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
