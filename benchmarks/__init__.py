@@ -9,6 +9,7 @@ the same process on the same data, and reports ratios; see
 # name -> module implementing ``add_arguments(parser)`` and ``run(args)``.
 BENCHMARKS = {
     "spmv": "benchmarks.spmv",
+    "unfolding": "benchmarks.unfolding",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -72,3 +72,22 @@ def test_format_table_aligns_columns():
     assert lines[0].split() == ["a", "b"]
     assert lines[2].split() == ["1.23", "x"] and lines[3].split() == ["-", "long"]
     assert len({len(line) for line in lines}) == 1
+
+
+@pytest.mark.slow
+def test_unfolding_benchmark_contract(tmp_path):
+    """The quick unfolding benchmark with a tiny budget (minutes: slow)."""
+    path = tmp_path / "unfolding.json"
+    assert main(["unfolding", "--quick", "--budget", "2", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["benchmark"] == "unfolding"
+    summary = result["summary"]
+    assert set(summary) >= {
+        "nmse_db_noiseless_16", "nmse_db_40db_16", "unsup_ista_lasso_gap_16", "sup_ista_nmse_db_16",
+        "unsup_ista_nmse_db_16", "iht_unfolded_l0_obj_16", "iht_3000_l0_obj", "train_seconds_max",
+    }
+    rows = {(c["case"], c["method"]): c for c in result["cases"]}
+    assert summary["sup_ista_nmse_db_16"] == rows[("S4", "unfolded ISTA, supervised")]["nmse_db"]
+    assert summary["iht_3000_l0_obj"] == rows[("S5 p=0.1", "IHT 3000 it")]["objective"]
+    # The anchors are what they claim: more IHT iterations never raise the objective.
+    assert summary["iht_3000_l0_obj"] <= summary["iht_16_l0_obj"]
