@@ -110,8 +110,9 @@ def run(quick=False, budget=None):
 
     # ---- S3 / S4: unfolded ISTA, unsupervised vs supervised ------------------------
     n_gap = n_anchor
-    # A 1e-6 certificate on the relative gap is ample for gaps of order 0.01.
-    reference = lasso_solution(A, Y[:n_gap], LAM, tol=1e-6)
+    # A 1e-4 certificate on F* is ample for gaps of order 0.01; tighter ones
+    # ran into the 20000-iteration cap (worst signal at 1.85e-5) for minutes.
+    reference = lasso_solution(A, Y[:n_gap], LAM, tol=1e-4)
     f_star = reference.F_star
     ista16 = ista(A, Y[:n_gap], LAM, n_iter=16, record=False).X
     add("S3", f"ISTA (lam={LAM}) 16 it", 16, ista(A, Y, LAM, n_iter=16, record=False).X, Y, X, match=False,
