@@ -150,7 +150,7 @@ def run(quick=False, budget=None):
     def get(case, method, key="nmse_db"):
         return next(c[key] for c in cases if c["case"] == case and c["method"] == method)
 
-    best_unsup_iht = min(get("S5 p=0.1", f"unfolded IHT, {loss}", "objective") for loss in iht_models)
+    best_unfolded_iht = min(get("S5 p=0.1", f"unfolded IHT, {loss}", "objective") for loss in iht_models)
     summary = {
         "nmse_db_noiseless_16": min(get("S1", m) for m in ("ALISTA-SS", "LISTA-CPSS")),
         "nmse_db_40db_16": min(get("S2", m) for m in ("ALISTA-SS", "LISTA-CPSS")),
@@ -159,7 +159,7 @@ def run(quick=False, budget=None):
         "unsup_ista_lasso_gap_16": get("S3", "unfolded ISTA, unsupervised", "lasso_gap"),
         "unsup_ista_nmse_db_16": get("S3", "unfolded ISTA, unsupervised"),
         "sup_ista_nmse_db_16": get("S4", "unfolded ISTA, supervised"),
-        "iht_unfolded_l0_obj_16": best_unsup_iht,
+        "iht_unfolded_l0_obj_16": best_unfolded_iht,
         "iht_3000_l0_obj": get("S5 p=0.1", "IHT 3000 it", "objective"),
         "iht_16_l0_obj": get("S5 p=0.1", "IHT 16 it", "objective"),
         "train_seconds_max": max(train_seconds),
