@@ -31,7 +31,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
+from sciml.threads import thread_limit
 from unfolding.classical import fista, iht, ista, l0_objective, lasso_objective, lasso_solution
 from unfolding.estimators import UnfoldedSparseCoder
 from unfolding.problems import SensingProblem, nmse_db, standard_problem
@@ -105,7 +107,8 @@ def run(quick=False, budget=None):
             coder = UnfoldedSparseCoder(A, weights=weights, support_selection=True, synthetic=synth, **common)
             seconds = _fit(coder, problem, 200)
             row = add(case, method, 16, coder.predict(Yt), Yt, Xt, seconds)
-            layer12 = float(nmse_db(coder.module_(_tensor(Yt), n_layers=12).detach().numpy(), Xt))
+            with torch.no_grad(), thread_limit(1):
+                layer12 = nmse_db(coder.module_(torch.as_tensor(Yt), n_layers=12).numpy(), Xt)
             row["nmse_db_layer12"] = layer12
 
     # ---- S3 / S4: unfolded ISTA, unsupervised vs supervised ------------------------
@@ -166,12 +169,6 @@ def run(quick=False, budget=None):
     }
     return {"benchmark": "unfolding", "quick": bool(quick), "machine": machine_info(), "cases": cases,
             "summary": summary}
-
-
-def _tensor(Y):
-    import torch
-
-    return torch.as_tensor(Y)
 
 
 def main(args, json_path=None):

@@ -55,6 +55,14 @@ def test_untrained_tied_network_is_ista(problem, data, sparse):
     np.testing.assert_allclose(out, reference, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_measure_is_A_times_rows(problem, data, sparse):
+    _, X = data
+    A = sp.csr_array(problem.A) if sparse else problem.A
+    net = UnfoldedNetwork(A, 2)
+    np.testing.assert_allclose(net.measure(torch.from_numpy(X)).numpy(), X @ problem.A.T, rtol=1e-12, atol=1e-12)
+
+
 def test_untrained_hard_network_is_iht(problem, data):
     Y, _ = data
     L = lipschitz_constant(problem.A)

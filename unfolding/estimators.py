@@ -23,14 +23,14 @@ _TRAINING = ("layerwise", "end_to_end")
 _DECAY = (1.0, 0.2, 0.04)
 
 
-def unfolded_objective(A_times, X, Y, *, algorithm, lam, lam0):
+def unfolded_objective(measure, X, Y, *, algorithm, lam, lam0):
     """Per-signal objective the unsupervised loss minimises (torch).
 
     ``0.5 ||A x - y||^2 + lam ||x||_1`` for ISTA, ``+ lam0 ||x||_0`` for IHT
     (the count carries no gradient; the data term does), ``0.5 ||A x - y||^2``
     for top-k IHT.
     """
-    fit = 0.5 * (A_times(X) - Y).square().sum(dim=1)
+    fit = 0.5 * (measure(X) - Y).square().sum(dim=1)
     if algorithm == "ista":
         return fit + lam * X.abs().sum(dim=1)
     if algorithm == "iht":
@@ -274,12 +274,10 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
             p = float(self.synthetic.get("p", 0.1))
             snr_db = self.synthetic.get("snr_db")
             n = net.shape[1]
-            A_times = self._A_times(net)
-
             def synthetic_batch():
                 support = torch.rand((batch, n), generator=generator, device=Xt.device) < p
                 codes = support * torch.randn((batch, n), generator=generator, device=Xt.device, dtype=torch_dtype)
-                Y = A_times(codes)
+                Y = net.measure(codes)
                 if snr_db is not None:
                     noise = torch.randn(Y.shape, generator=generator, device=Y.device, dtype=torch_dtype)
                     scale = Y.norm() / noise.norm() * 10.0 ** (-float(snr_db) / 20.0)
@@ -296,21 +294,12 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
 
         return data_batch
 
-    @staticmethod
-    def _A_times(net):
-        """x -> A x for row-stacked x, whatever the storage of A."""
-        if net.sparse:
-            from sciml.sparse import spmm
-
-            return lambda X: spmm(net._A_csr, X.T.contiguous()).T
-        return lambda X: X @ net.A.T
-
     def _loss(self, net, Y, X, n_layers):
         out = net(Y, n_layers=n_layers)
         if self.loss == "supervised":
             return (out - X).square().sum() / X.square().sum().clamp_min(torch.finfo(X.dtype).tiny)
         objective = unfolded_objective(
-            self._A_times(net), out, Y, algorithm=self.algorithm, lam=self.lam, lam0=self.lam0
+            net.measure, out, Y, algorithm=self.algorithm, lam=self.lam, lam0=self.lam0
         )
         return objective.mean()
 
@@ -352,9 +341,8 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
     def _layer_diagnostics(self, net, Xt, yt):
         with torch.no_grad(), self._thread_limit():
             outputs = net(Xt, return_all=True)
-            A_times = self._A_times(net)
             objective = [
-                float(unfolded_objective(A_times, out, Xt, algorithm=self.algorithm, lam=self.lam,
+                float(unfolded_objective(net.measure, out, Xt, algorithm=self.algorithm, lam=self.lam,
                                          lam0=self.lam0).double().mean())
                 for out in outputs
             ]

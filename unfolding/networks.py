@@ -214,6 +214,12 @@ class UnfoldedNetwork(nn.Module):
         mask = _largest_mask(Z.detach().abs(), keep, axis).to(Z.dtype)
         return shrunk + mask * (Z - shrunk)
 
+    def measure(self, X):
+        """``A x`` for codes stacked as rows, shape (batch, n) -> (batch, m)."""
+        if self.sparse:
+            return spmm(self._A_csr, X.T.contiguous()).T
+        return X @ self.A.T
+
     def layer(self, X, Y, layer):
         """Apply layer `layer` (0-based) in the internal layout."""
         Z = X - self.log_step[layer].exp() * self._gradient(self._residual(X, Y), layer)

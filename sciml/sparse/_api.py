@@ -413,12 +413,16 @@ def _scratch_chunks(csr, out_row_elems, n_threads):
     return max(1, min(n_threads, 1 + budget // per_buffer))
 
 
+def _unsigned_structure(csr):
+    """Zero-copy unsigned views of A's index arrays (see sciml.sparse._cpu)."""
+    return csr.indptr.view(_UNSIGNED[csr.indptr.dtype]), csr.indices.view(_UNSIGNED[csr.indices.dtype])
+
+
 def _product_cpu(csr, dense, out, transpose):
     if csr.nnz == 0 or csr.shape[0] == 0:
         out.fill(0)
         return
-    indptr = csr.indptr.view(_UNSIGNED[csr.indptr.dtype])
-    indices = csr.indices.view(_UNSIGNED[csr.indices.dtype])
+    indptr, indices = _unsigned_structure(csr)
     zero = csr.dtype.type(0)
     n_threads = _cpu.num_threads()
     if not transpose:
@@ -452,8 +456,7 @@ def _values_grad(csr, left, right, out, stream):
         kernels.sddmm(csr.indptr, csr.indices, left, right, out, stream=stream)
         return
     if csr.nnz:
-        indptr = csr.indptr.view(_UNSIGNED[csr.indptr.dtype])
-        indices = csr.indices.view(_UNSIGNED[csr.indices.dtype])
+        indptr, indices = _unsigned_structure(csr)
         bounds = _cpu.row_partition(csr.indptr, _cpu.num_threads())
         _cpu.csr_sddmm(indptr, indices, left, right, out, bounds, csr.dtype.type(0))
 
@@ -536,7 +539,7 @@ def _matmul(A, x, transpose, out, values, backend, ndim):
     out_shape = (n_out,) + tuple(x_op.shape[1:])
     if out is None:
         result = _empty(x_op, out_shape, csr.dtype)
-        y = _view(result, replace(x_op, lib=x_op.lib if x_op.lib != "cai" else "numba"))
+        y = _view(result, x_op)
     else:
         y = _check_out(out, x_op, out_shape, csr.dtype, (x_view, csr.data, csr.indices, csr.indptr))
         result = out
