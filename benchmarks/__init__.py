@@ -10,6 +10,7 @@ the same process on the same data, and reports ratios; see
 BENCHMARKS = {
     "spmv": "benchmarks.spmv",
     "unfolding": "benchmarks.unfolding",
+    "rpca": "benchmarks.rpca",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -166,7 +166,7 @@ def emit(result, *, table_columns, json_path=None, stream=None):
     print(format_table(result["cases"], table_columns), file=stream)
     print("summary:", file=stream)
     for key, value in result["summary"].items():
-        print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}", file=stream)
+        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}", file=stream)
     if json_path is not None:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)

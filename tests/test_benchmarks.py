@@ -91,3 +91,22 @@ def test_unfolding_benchmark_contract(tmp_path):
     assert summary["iht_3000_l0_obj"] == rows[("S5 p=0.1", "IHT 3000 it")]["objective"]
     # The anchors are what they claim: more IHT iterations never raise the objective.
     assert summary["iht_3000_l0_obj"] <= summary["iht_16_l0_obj"]
+
+
+@pytest.mark.slow
+def test_rpca_benchmark_contract(tmp_path):
+    """The quick RPCA benchmark with a tiny training budget (minutes: slow)."""
+    path = tmp_path / "rpca.json"
+    assert main(["rpca", "--quick", "--budget", "3", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["benchmark"] == "rpca"
+    summary = result["summary"]
+    assert set(summary) >= {"lrpca_relerr_15", "scaledgd_relerr_15", "rpca_speedup_vs_ialm", "video_iou",
+                            "train_seconds"}
+    rows = {(c["case"], c["method"], c["iters"]): c for c in result["cases"]}
+    assert summary["lrpca_relerr_15"] == rows[("R1 n=300 r=5", "LearnedRPCA", 15)]["rel_err"]
+    # The anchors are what they claim: IALM converges to tol 1e-7 here, and 60
+    # tuned ScaledGD iterations beat 15.
+    assert summary["ialm_relerr"] < 1e-5
+    assert summary["scaledgd_relerr_60"] < summary["scaledgd_relerr_15"]
+    assert 0 <= summary["video_iou"] <= 1 and summary["video_iou_ialm"] > 0.5

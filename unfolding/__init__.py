@@ -1,4 +1,4 @@
-"""Deep-unfolded sparse recovery.
+"""Deep-unfolded sparse recovery and Robust PCA.
 
 - :mod:`unfolding.problems`: sensing problems (Gaussian / partial-DCT
   matrices, Bernoulli-Gaussian codes, SNR), shared by tests and benchmarks.
@@ -9,6 +9,14 @@
   top-k layers).
 - :mod:`unfolding.estimators`: :class:`~unfolding.estimators.UnfoldedSparseCoder`,
   the scikit-learn estimator (supervised or unsupervised, layer-wise training).
+- :mod:`unfolding.rpca_problems`: low-rank + sparse matrices and synthetic
+  videos with ground-truth masks; error and mask metrics.
+- :mod:`unfolding.rpca_classical`: PCP by inexact ALM (full or partial SVDs),
+  ScaledGD with its schedule tuner, and the ``RobustPCA`` transformer.
+- :mod:`unfolding.rpca_networks` and :mod:`unfolding.rpca_estimators`: the
+  unfolded ScaledGD network (LRPCA) and ``LearnedRPCA``.
+- :mod:`unfolding.rpca_video`: ``VideoRPCANet``, a convolutional unfolded
+  RPCA for background subtraction.
 
 Submodules are imported explicitly; importing ``unfolding`` loads nothing.
 """

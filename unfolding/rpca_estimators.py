@@ -384,7 +384,7 @@ class LearnedRPCA(BaseTorchEstimator):
             raise ValueError(f"n_layers must be an integer in [0, {self.n_layers}], got {n_layers!r}")
         device = Y.device if is_tensor else self.device_
         Yt = Yt.to(device)
-        net = self.module_.to(device)
+        net = self.module_  # its 2 K scalars move to Y's device inside forward
         generator = check_random_state_torch(self.random_state, device)
         with torch.no_grad(), self._thread_limit():
             factors = net.initialize(Yt, int(rank), generator)

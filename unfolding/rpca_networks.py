@@ -63,7 +63,7 @@ class UnfoldedRPCA(nn.Module):
 
     def initialize(self, Y, rank, generator=None):
         """The spectral initialisation: factors ``(left, right)`` of shape (..., m, r), (..., n, r)."""
-        threshold = self.log_threshold[0].detach().exp().to(Y.dtype)
+        threshold = self.log_threshold[0].detach().exp().to(Y.device, Y.dtype)
         return scaledgd_init(Y, rank, threshold * rms(Y), generator)
 
     def forward(self, Y, rank=None, *, factors=None, n_layers=None, start=0, return_all=False, generator=None):
@@ -99,8 +99,8 @@ class UnfoldedRPCA(nn.Module):
             factors = self.initialize(Y, rank, generator)
         left, right = factors
         scale = rms(Y)
-        steps = self.log_step.exp().to(Y.dtype)
-        thresholds = self.log_threshold.exp().to(Y.dtype)
+        steps = self.log_step.exp().to(Y.device, Y.dtype)
+        thresholds = self.log_threshold.exp().to(Y.device, Y.dtype)
         outputs = []
         sparse = None
         for k in range(start, n_layers):
