@@ -12,6 +12,7 @@ import torch
 from sciml.base import BaseTorchEstimator, check_random_state_torch, to_numpy
 from sciml.prox import soft_threshold
 
+from .rpca_classical import tune_scaledgd
 from .rpca_networks import UnfoldedRPCA, rms
 from .rpca_problems import check_rpca_problem, sample_low_rank_plus_sparse
 
@@ -24,6 +25,11 @@ _DEFAULT_PROBLEM = {"shape": (500, 500), "outlier_fraction": 0.1, "outlier_magni
 # Candidates for the initialisation threshold zeta_0 (relative to rms(Y)),
 # chosen on the training problems: the SVD it feeds has no reliable gradient.
 _INIT_THRESHOLDS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+_DEFAULT_SCHEDULE = {"threshold": 2.0, "decay": 0.6, "step": 0.7}
+# Coarse grid for schedule="auto" (48 runs of n_layers iterations: ~6 s at
+# 500 x 500 on one thread); faster decays than ScaledGD's usual grid, since
+# the schedule is for a few layers.
+_TUNE_GRID = {"thresholds": (1.0, 2.0, 3.0, 4.0), "decays": (0.3, 0.4, 0.5, 0.6), "steps": (0.6, 0.8, 1.0)}
 # Learning-rate factor over the run (by the larger of step and time progress).
 _DECAY = (1.0, 0.3, 0.1)
 
@@ -102,10 +108,17 @@ class LearnedRPCA(BaseTorchEstimator):
     max_time : float or None, default=None
         Wall-clock training budget in seconds (the learning-rate decay
         follows the budget when it binds first).
-    step, threshold, decay : float, default 0.7, 2.0, 0.6
+    schedule : "auto" or dict, default="auto"
         The classical ScaledGD schedule the network starts from: layer ``k``
-        has step `step` and threshold ``threshold * decay**k`` (relative to
-        ``rms(Y)``).
+        has step ``schedule["step"]`` and threshold ``schedule["threshold"]
+        * schedule["decay"]**k`` (relative to ``rms(Y)``).  ``"auto"``
+        grid-searches it on the first training problem
+        (:func:`unfolding.rpca_classical.tune_scaledgd`, `n_layers`
+        iterations, a 4 x 4 x 3 grid) when the true low-rank parts are known,
+        and otherwise starts from ``{"threshold": 2.0, "decay": 0.6, "step":
+        0.7}``.  Starting from the tuned schedule matters: on R1 of the
+        benchmark (trained 100 s) the network reached 4e-10 from it and 2e-8
+        from the fixed one.
     dtype : {"float64", "float32"}, default="float64"
         Computation dtype; float64 is needed for errors below about 1e-6.
     random_state : None, int, numpy RandomState or Generator, default=None
@@ -118,6 +131,8 @@ class LearnedRPCA(BaseTorchEstimator):
     Attributes
     ----------
     module_ : UnfoldedRPCA
+    schedule_ : dict
+        The classical schedule the training started from.
     steps_ : ndarray of shape (n_layers,)
     thresholds_ : ndarray of shape (n_layers + 1,)
         Relative thresholds; entry 0 is the initialisation's.
@@ -155,9 +170,7 @@ class LearnedRPCA(BaseTorchEstimator):
         batch_size=1,
         lr=0.05,
         max_time=None,
-        step=0.7,
-        threshold=2.0,
-        decay=0.6,
+        schedule="auto",
         dtype="float64",
         random_state=None,
         device="auto",
@@ -175,9 +188,7 @@ class LearnedRPCA(BaseTorchEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.max_time = max_time
-        self.step = step
-        self.threshold = threshold
-        self.decay = decay
+        self.schedule = schedule
         self.dtype = dtype
         self.random_state = random_state
         self.device = device
@@ -200,8 +211,12 @@ class LearnedRPCA(BaseTorchEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("lr", "step", "threshold", "decay"):
-            value = getattr(self, name)
+        if not ((isinstance(self.schedule, str) and self.schedule == "auto")
+                or (isinstance(self.schedule, dict) and set(self.schedule) == set(_DEFAULT_SCHEDULE))):
+            raise ValueError(f"schedule must be 'auto' or a dict with keys {sorted(_DEFAULT_SCHEDULE)}, "
+                             f"got {self.schedule!r}")
+        for name, value in [("lr", self.lr)] + (
+                list(self.schedule.items()) if isinstance(self.schedule, dict) else []):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if self.max_time is not None and not (isinstance(self.max_time, numbers.Real) and self.max_time > 0):
@@ -257,8 +272,9 @@ class LearnedRPCA(BaseTorchEstimator):
             elif self.loss == "supervised":
                 raise ValueError("loss='supervised' needs the true low-rank parts y (or fit() on synthetic problems)")
 
-        net = UnfoldedRPCA(self.n_layers, step=self.step, threshold=self.threshold, decay=self.decay).to(device)
         with self._thread_limit():
+            self.schedule_ = self._initial_schedule(Y, L, rank)
+            net = UnfoldedRPCA(self.n_layers, **self.schedule_).to(device)
             self._select_init_threshold(net, Y, L, rank, generator)
             with torch.no_grad():
                 factors = net.initialize(Y, rank, generator)
@@ -302,13 +318,22 @@ class LearnedRPCA(BaseTorchEstimator):
         """Set ``zeta_0`` to the candidate whose initialisation has the lowest loss."""
         best = None
         with torch.no_grad():
-            for candidate in sorted(set(_INIT_THRESHOLDS) | {float(self.threshold)}):
+            for candidate in sorted(set(_INIT_THRESHOLDS) | {float(self.schedule_["threshold"])}):
                 net.log_threshold[0] = math.log(candidate)
                 left, right = net.initialize(Y, rank, generator)
                 value = float(self._layer_loss(Y, L, left, right).mean())
                 if best is None or value < best[0]:
                     best = (value, candidate)
             net.log_threshold[0] = math.log(best[1])
+
+    def _initial_schedule(self, Y, L, rank):
+        if isinstance(self.schedule, dict):
+            return {key: float(value) for key, value in self.schedule.items()}
+        if L is None:
+            return dict(_DEFAULT_SCHEDULE)
+        tuned = tune_scaledgd(Y[0], L[0], rank, n_iter=self.n_layers, random_state=self.random_state,
+                              n_threads=self.n_threads, **_TUNE_GRID)
+        return {key: tuned[key] for key in _DEFAULT_SCHEDULE}
 
     def _lr_schedule(self, n_steps, max_time):
         begin = time.perf_counter()
