@@ -43,7 +43,7 @@ def test_untrained_network_is_classical_scaledgd(test_problems):
     Y, L, _ = test_problems
     net = UnfoldedRPCA(6, step=0.7, threshold=2.0, decay=0.6)
     with torch.no_grad():
-        left, right, _ = net(torch.as_tensor(Y), RANK, generator=torch.Generator().manual_seed(0))
+        left, right = net(torch.as_tensor(Y), RANK, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose((left @ right.mT).numpy(), _classical(Y, 6), rtol=1e-12, atol=1e-12)
 
 

@@ -82,15 +82,16 @@ class UnfoldedRPCA(nn.Module):
         start : int, default=0
             Index of the first layer to run (``factors`` are its input).
         return_all : bool, default=False
-            Return the list of every layer's ``(left, right, sparse)``.
+            Return the list of every layer's ``(left, right)``.
         generator : torch.Generator or None
             For the randomised SVD of the initialisation on large matrices.
 
         Returns
         -------
-        left, right, sparse : torch.Tensor
-            The last layer's factors (``L = left @ right.mT``) and outliers;
-            a list of such triples with ``return_all``.
+        left, right : torch.Tensor
+            The last layer's factors, ``L = left @ right.mT``; a list of
+            such pairs with ``return_all``.  (The outliers follow from them:
+            ``S = soft(Y - L, zeta_K rms(Y))``.)
         """
         n_layers = self.n_layers if n_layers is None else int(n_layers)
         if factors is None:
@@ -102,10 +103,10 @@ class UnfoldedRPCA(nn.Module):
         steps = self.log_step.exp().to(Y.device, Y.dtype)
         thresholds = self.log_threshold.exp().to(Y.device, Y.dtype)
         outputs = []
-        sparse = None
         for k in range(start, n_layers):
-            left, right, sparse = scaledgd_step(Y, left, right, steps[k], thresholds[k + 1] * scale)
-            outputs.append((left, right, sparse))
+            left, right, _ = scaledgd_step(Y, left, right, steps[k], thresholds[k + 1] * scale,
+                                           return_sparse=False)
+            outputs.append((left, right))
         if return_all:
             return outputs
-        return left, right, sparse
+        return left, right
