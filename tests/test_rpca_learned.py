@@ -163,3 +163,21 @@ def test_bad_input_gets_clear_errors(trained, test_problems):
         LearnedRPCA(schedule={"step": 0.5}).fit()
     with pytest.raises(ValueError, match="decay must be a positive number"):
         LearnedRPCA(schedule={"step": 0.5, "threshold": 1.0, "decay": -1.0}).fit()
+
+
+@pytest.mark.gpu
+def test_cuda_tensor_runs_on_the_gpu_and_matches_the_cpu(trained, test_problems):
+    Y = test_problems[0][0]
+    L_cpu, S_cpu = trained.decompose(torch.as_tensor(Y))
+    L_gpu, S_gpu = trained.decompose(torch.as_tensor(Y, device="cuda"))
+    assert L_gpu.device.type == "cuda"
+    scale = np.abs(Y).max()
+    np.testing.assert_allclose(L_gpu.cpu().numpy(), L_cpu.numpy(), atol=1e-9 * scale)
+    np.testing.assert_allclose(S_gpu.cpu().numpy(), S_cpu.numpy(), atol=1e-9 * scale)
+    on_gpu = LearnedRPCA(rank=RANK, n_layers=4, problem={"shape": SHAPE}, max_iter=10, device="cuda",
+                         random_state=0).fit()
+    assert on_gpu.device_.type == "cuda" and on_gpu.module_.log_step.device.type == "cuda"
+    restored = pickle.loads(pickle.dumps(on_gpu))
+    assert restored.module_.log_step.device.type == "cpu"
+    # Same network; the randomised SVD's sketch differs between CPU and CUDA generators.
+    assert relative_error(restored.decompose(Y)[0], on_gpu.decompose(Y)[0]) < 1e-4
