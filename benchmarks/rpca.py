@@ -26,7 +26,8 @@ setup (SVD initialisation, scaling) but not training or tuning.
 
 Summary: ``lrpca_relerr_15``, ``scaledgd_relerr_15``, ``rpca_speedup_vs_ialm``
 (on R1: the time full-SVD IALM needs to reach our network's error, over our
-time; ``inf`` if it never does) and ``rpca_speedup_vs_ialm_randomized`` (the
+time; where it never does, the time of its whole run to tol 1e-7, a lower
+bound, and ``reaches_ours_err`` is false in its row) and ``rpca_speedup_vs_ialm_randomized`` (the
 same against our partial-SVD IALM, a much stronger anchor),
 ``video_iou`` (ours) and ``video_iou_ialm``, ``video_speedup_vs_ialm``,
 ``train_seconds`` (the longer of the two trainings).
@@ -46,8 +47,8 @@ from unfolding.rpca_video import VideoRPCANet
 
 from ._harness import emit, machine_info
 
-TABLE_COLUMNS = ["case", "method", "iters", "rel_err", "seconds", "s_to_ours_err", "iou", "f_measure", "ms_per_frame",
-                 "train_s"]
+TABLE_COLUMNS = ["case", "method", "iters", "rel_err", "seconds", "s_to_ours_err", "reaches_ours_err", "iou",
+                 "f_measure", "ms_per_frame", "train_s"]
 ALPHA = 0.1
 RANK = 5
 VIDEO = {"n_frames": 48, "height": 40, "width": 40, "noise": 0.05}
@@ -103,6 +104,8 @@ def run(quick=False, budget=None):
                 train_s=train_s if name == "LearnedRPCA" else None)
         return results
 
+    net.decompose(low_rank_plus_sparse(50, rank=RANK, random_state=0)[0])  # warm-up, outside the timings
+
     def ours(rank):
         return lambda Y, L: net.decompose(Y, rank=rank)[0]
 
@@ -117,26 +120,35 @@ def run(quick=False, budget=None):
         ("ScaledGD tuned", 60, lambda Y, L: scaledgd(Y, L, 60, tuned_60)),
     ])
     ours_err, ours_s = r1["LearnedRPCA", 15]
-    # IALM, to its tolerance and to the error our network reaches (the first
-    # iteration at or below it, re-run and timed alone): the classic full-SVD
-    # solver (the reference) and our partial-SVD one.
+    # IALM, to its tolerance 1e-7 and to the error our network reaches (the
+    # first iteration at or below it, found by running on to tol 1e-13 when
+    # needed, then re-run and timed alone): the classic full-SVD solver (the
+    # issue's reference) and our partial-SVD one.
     ialm_s_to_ours = {}
     for svd in ("full", "randomized"):
-        errors, seconds, seconds_to_ours, iters_to_ours = [], [], [], []
+        errors, seconds, seconds_to_ours, iters_to_ours, reaches_ours = [], [], [], [], []
         for Y, L in zip(Ys, Ls):
             with thread_limit(1):
                 result, dt = _timed(lambda: pcp_ialm(Y, tol=1e-7, svd=svd, L_true=L, random_state=0))
-                reached = np.flatnonzero(result.error_history <= ours_err)
+                history = result.error_history
+                if history[-1] > ours_err:  # continue past tol 1e-7 to see whether it gets there
+                    history = pcp_ialm(Y, tol=1e-13, max_iter=200, svd=svd, L_true=L, random_state=0).error_history
+                reached = np.flatnonzero(history <= ours_err)
                 k = int(reached[0]) + 1 if reached.size else result.n_iter
-                _, dt_to_ours = _timed(lambda: pcp_ialm(Y, tol=0.0, max_iter=k, svd=svd, random_state=0))
+                dt_to_ours = None
+                if reached.size:
+                    _, dt_to_ours = _timed(lambda: pcp_ialm(Y, tol=0.0, max_iter=k, svd=svd, random_state=0))
             errors.append(relative_error(result.low_rank, L))
             seconds.append(dt)
-            seconds_to_ours.append(dt_to_ours if reached.size else np.inf)
+            # Never reached: its whole run to tol 1e-7, at a worse error (so
+            # the speed-up below is a lower bound).
+            seconds_to_ours.append(dt_to_ours if reached.size else dt)
+            reaches_ours.append(bool(reached.size))
             iters_to_ours.append(k)
         ialm_s_to_ours[svd] = float(np.mean(seconds_to_ours))
         add(f"R1 n={n} r={RANK}", f"IALM ({svd} SVD)", iters=result.n_iter, rel_err=float(np.mean(errors)),
             seconds=float(np.mean(seconds)), s_to_ours_err=ialm_s_to_ours[svd],
-            iters_to_ours_err=float(np.mean(iters_to_ours)))
+            iters_to_ours_err=float(np.mean(iters_to_ours)), reaches_ours_err=all(reaches_ours))
         r1[f"IALM ({svd} SVD)", None] = (float(np.mean(errors)), float(np.mean(seconds)))
 
     # -- R2 ---------------------------------------------------------------------
@@ -160,6 +172,7 @@ def run(quick=False, budget=None):
     video_net, video_train_s = _timed(lambda: VideoRPCANet(max_time=budget, random_state=0).fit())
     clips = [synthetic_video(**VIDEO, random_state=100 + i) for i in range(n_test)]
     video = {}
+    video_net.decompose(clips[0].frames)  # warm-up: compiles the numba inference kernel
     for name in ("VideoRPCANet", "IALM"):
         scores, seconds = [], []
         for clip in clips:
