@@ -8,7 +8,8 @@
   brightness varies smoothly in time) occluded by small moving objects,
   with the ground-truth foreground masks.
 * :func:`relative_error`, :func:`mask_scores`: the metrics the benchmark
-  reports.
+  reports; :func:`foreground_mask`: the one rule that turns any method's
+  sparse part into a foreground mask.
 
 Every generator takes ``random_state`` (None, an int or a
 ``numpy.random.Generator``) and never touches a global RNG.  Batches of
@@ -35,6 +36,7 @@ __all__ = [
     "synthetic_video",
     "relative_error",
     "mask_scores",
+    "foreground_mask",
 ]
 
 
@@ -317,3 +319,56 @@ def mask_scores(predicted, truth):
     recall = tp / (tp + fn) if tp + fn else 1.0
     f_measure = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"iou": tp / union if union else 1.0, "f_measure": f_measure, "precision": precision, "recall": recall}
+
+
+def foreground_mask(sparse, frames, *, threshold=0.5):
+    """The foreground mask of a video's sparse part: ``|S| > threshold * sigma_t``.
+
+    One rule for every method (our networks, IALM, ...), so that their
+    masks are compared on equal terms: a pixel of frame ``t`` is foreground
+    where the magnitude of the sparse part exceeds ``threshold`` times the
+    frame's robust scale ``sigma_t = 1.4826 * median |D_t - median(D_t)|``
+    of the *observed* frame ``D_t`` (the standard deviation for Gaussian
+    data, insensitive to the objects).  A constant frame (``sigma_t = 0``)
+    uses the whole video's robust scale instead; if that is zero too, any
+    nonzero ``S`` counts.  The rule is scale-free: multiplying the video
+    and ``S`` by a constant leaves the mask unchanged.
+
+    On :func:`synthetic_video` (objects 1.5-3 background spreads from the
+    mean level, noise <= 0.1 spread) the default 0.5 keeps the noise out of
+    the mask (5 noise deviations or more), while the true foreground itself
+    scores IoU 0.94 against the true masks (16 clips at the default size):
+    the 6 % of object pixels within half a spread of the background they
+    cover are lost by any method.
+
+    Parameters
+    ----------
+    sparse : array-like or torch.Tensor of shape (..., T, H, W)
+        A method's foreground / sparse part.
+    frames : array-like or torch.Tensor of the same shape
+        The observed video it was computed from.
+    threshold : float, default=0.5
+        In units of the frame's robust scale.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (..., T, H, W)
+    """
+    sparse = sparse.detach().cpu().numpy() if hasattr(sparse, "detach") else np.asarray(sparse)
+    frames = frames.detach().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
+    if sparse.shape != frames.shape:
+        raise ValueError(f"foreground_mask: shape mismatch, sparse {sparse.shape} vs frames {frames.shape}")
+    if sparse.ndim < 3:
+        raise ValueError(f"foreground_mask: expected arrays of shape (..., T, H, W), got shape {sparse.shape}")
+    if not isinstance(threshold, numbers.Real) or not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"foreground_mask: threshold must be a finite non-negative number, got {threshold!r}")
+    frames = frames.astype(np.float64, copy=False)
+
+    def mad_scale(x, axis):
+        center = np.median(x, axis=axis, keepdims=True)
+        return 1.4826 * np.median(np.abs(x - center), axis=axis, keepdims=True)
+
+    sigma = mad_scale(frames, (-2, -1))
+    whole = mad_scale(frames, (-3, -2, -1))
+    sigma = np.where(sigma > 0, sigma, whole)
+    return np.abs(sparse) > threshold * sigma
