@@ -300,6 +300,7 @@ def test_not_fitted():
         (np.zeros((0, 6, 6)), ValueError, "empty"),
         (np.full((4, 6, 6), np.nan), ValueError, "NaN or inf"),
         (np.where(np.eye(6)[None] > 0, np.inf, 0.0).repeat(4, 0), ValueError, "NaN or inf"),
+        (np.full((4, 6, 6), 1e300), ValueError, "too large for torch.float32"),
         (np.zeros((4, 6, 6), dtype=complex), TypeError, "real-valued"),
         (np.array([["a"]]), TypeError, "numeric"),
     ],
@@ -386,3 +387,12 @@ def test_default_model_matches_ialm_on_held_out_videos():
         ialm.append(mask_scores(foreground_mask(S_ialm, clip.frames), clip.masks)["iou"])
     assert np.mean(ours) > np.mean(ialm) - 0.005, (ours, ialm)
     assert np.median(t_ialm) > 4 * np.median(t_ours)  # measured 10-12x; a loose bound on a shared machine
+
+
+def test_docstring_examples():
+    import doctest
+
+    import unfolding.rpca_video as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

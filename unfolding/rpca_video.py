@@ -688,7 +688,9 @@ def _as_video_tensor(video, name, dtype, device):
             raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
         finite = np.isfinite(array).all() if array.dtype.kind == "f" else True
         np_dtype = np.float32 if dtype == torch.float32 else np.float64
-        tensor = as_tensor(np.asarray(array, dtype=np_dtype), device="cpu" if device is None else device)
+        with np.errstate(over="ignore"):  # overflow is reported below
+            array = np.asarray(array, dtype=np_dtype)
+        tensor = as_tensor(array, device="cpu" if device is None else device)
     if tensor.ndim not in (3, 4):
         raise ValueError(
             f"{name} must be a video of shape (n_frames, height, width) or a stack of videos "
@@ -700,6 +702,8 @@ def _as_video_tensor(video, name, dtype, device):
         raise ValueError(f"{name} needs at least 2 frames (axis -3), got shape {tuple(tensor.shape)}")
     if not bool(finite):
         raise ValueError(f"{name} contains NaN or inf")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} has values too large for {dtype} (the model's dtype)")
     squeeze = tensor.ndim == 3
     return (tensor.unsqueeze(0) if squeeze else tensor), squeeze
 
