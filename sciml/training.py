@@ -24,7 +24,7 @@ import sys
 import time
 import warnings
 
-__all__ = ["TrainResult", "train", "STOP_REASONS"]
+__all__ = ["TrainResult", "train", "budget_schedule", "STOP_REASONS"]
 
 #: Values of :attr:`TrainResult.stop_reason`.
 STOP_REASONS = ("max_iter", "converged", "max_time", "nonfinite", "diverged")
@@ -445,6 +445,44 @@ def _make_optimizer(optimizer, params, lr, torch):
         f"optimizer must be a string, a factory or a torch.optim.Optimizer, "
         f"got {type(optimizer).__name__}."
     )
+
+
+def budget_schedule(shape, max_iter, max_time=None):
+    """An ``lr_schedule`` for :func:`train` that follows the step or the time budget, whichever ends first.
+
+    The learning rate is ``lr * shape(progress)`` with ``progress =
+    min(1, max(step / max_iter, elapsed / max_time))``, the clock starting
+    when the loop builds the scheduler.  With a time budget the schedule,
+    like the number of steps, depends on the machine's speed.
+
+    Parameters
+    ----------
+    shape : callable
+        Maps progress in ``[0, 1]`` to the learning-rate factor.
+    max_iter : int
+        Steps of the run.
+    max_time : float or None, default=None
+        Seconds of the run.
+
+    Returns
+    -------
+    callable
+        ``factory(optimizer) -> torch.optim.lr_scheduler.LambdaLR``.
+    """
+    import torch
+
+    def factory(optimizer):
+        start = time.perf_counter()
+
+        def factor(step):
+            progress = step / max(max_iter, 1)
+            if max_time is not None:
+                progress = max(progress, (time.perf_counter() - start) / max_time)
+            return shape(min(progress, 1.0))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    return factory
 
 
 def _make_schedule(lr_schedule, opt, max_iter, torch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sciml.training import STOP_REASONS, TrainResult, train
+from sciml.training import STOP_REASONS, TrainResult, budget_schedule, train
 
 
 @pytest.fixture
@@ -304,3 +304,18 @@ def test_no_warning_on_clean_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train([w], lambda: (w**2).sum(), max_iter=5, lbfgs_iter=5)
+
+
+def test_budget_schedule_follows_steps_or_time_whichever_ends_first():
+    param = torch.nn.Parameter(torch.zeros(()))
+    opt = torch.optim.SGD([param], lr=1.0)
+    scheduler = budget_schedule(lambda progress: 1.0 - progress, max_iter=10)(opt)
+    for _ in range(4):
+        opt.step()
+        scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.6)  # 4 of 10 steps
+    opt = torch.optim.SGD([param], lr=1.0)
+    scheduler = budget_schedule(lambda progress: 1.0 - progress, max_iter=10, max_time=1e-9)(opt)
+    opt.step()
+    scheduler.step()
+    assert opt.param_groups[0]["lr"] == 0.0  # the time budget is spent: progress clipped to 1

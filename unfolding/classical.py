@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from sciml._validation import check_nonneg_int, check_real
 from sciml.prox import hard_threshold, hard_threshold_topk, soft_threshold
 from sciml.threads import thread_limit
 
@@ -153,34 +154,6 @@ class LassoReference:
 # --------------------------------------------------------------------------
 
 
-def _check_positive(name, value, *, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive real number, got {value!r} of type {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return value
-
-
-def _check_nonneg_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r} of type {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value}")
-    return int(value)
-
-
-def _check_tol(tol):
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real):
-        raise TypeError(f"tol must be a non-negative real number, got {tol!r}")
-    tol = float(tol)
-    if not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be non-negative and finite, got {tol!r}")
-    return tol
-
-
 def _prepare(A, Y, X0=None, X_true=None, *, x0_name="X0"):
     """Validated operator and transposed (column-per-signal) batches."""
     A = _check_matrix(A)
@@ -268,7 +241,7 @@ def lasso_objective(A, X, Y, lam):
     TypeError
         On unsupported types (sparse non-CSR ``A``, non-real ``lam``).
     """
-    lam = _check_positive("lam", lam)
+    lam = check_real("lam", lam)
     op, Yt, Zt, _ = _prepare(A, Y, X0=X, x0_name="X")
     return float(np.mean(_half_sq(op.fwd(Zt) - Yt) + lam * _l1(Zt)))
 
@@ -297,7 +270,7 @@ def l0_objective(A, X, Y, lam0):
     TypeError
         On unsupported types.
     """
-    lam0 = _check_positive("lam0", lam0)
+    lam0 = check_real("lam0", lam0)
     op, Yt, Zt, _ = _prepare(A, Y, X0=X, x0_name="X")
     return float(np.mean(_half_sq(op.fwd(Zt) - Yt) + lam0 * _l0(Zt)))
 
@@ -440,10 +413,10 @@ def _result(Z, n_run, objective, nmse, converged):
 
 
 def _lasso(A, Y, lam, n_iter, step, X0, tol, record, X_true, n_threads, momentum):
-    lam = _check_positive("lam", lam)
-    n_iter = _check_nonneg_int("n_iter", n_iter)
-    step = _check_positive("step", step, allow_none=True)
-    tol = _check_tol(tol)
+    lam = check_real("lam", lam)
+    n_iter = check_nonneg_int("n_iter", n_iter)
+    step = check_real("step", step, allow_none=True)
+    tol = check_real("tol", tol, positive=False)
     op, Yt, Z0, Xt_true = _prepare(A, Y, X0, X_true)
     with thread_limit(n_threads):
         if step is None:
@@ -630,9 +603,9 @@ def iht(A, Y, *, lam0=None, k=None, n_iter=100, step=None, X0=None, tol=0.0, rec
     """
     if (lam0 is None) == (k is None):
         raise ValueError("iht: pass exactly one of lam0 (l0 penalty) and k (sparsity level)")
-    n_iter = _check_nonneg_int("n_iter", n_iter)
-    step = _check_positive("step", step, allow_none=True)
-    tol = _check_tol(tol)
+    n_iter = check_nonneg_int("n_iter", n_iter)
+    step = check_real("step", step, allow_none=True)
+    tol = check_real("tol", tol, positive=False)
     op, Yt, Z0, Xt_true = _prepare(A, Y, X0, X_true)
     n = op.shape[1]
     if k is not None:
@@ -642,7 +615,7 @@ def iht(A, Y, *, lam0=None, k=None, n_iter=100, step=None, X0=None, tol=0.0, rec
             raise ValueError(f"k must be between 1 and n = {n} (A's columns), got {k}")
         k = int(k)
     else:
-        lam0 = _check_positive("lam0", lam0)
+        lam0 = check_real("lam0", lam0)
     with thread_limit(n_threads):
         if step is None:
             step = 1.0 / lipschitz_constant(op.A)
@@ -720,10 +693,10 @@ def lasso_solution(A, Y, lam, *, tol=1e-10, max_iter=20000, check_every=10, n_th
     RuntimeWarning
         If ``max_iter`` iterations do not reach ``tol``.
     """
-    lam = _check_positive("lam", lam)
-    tol = _check_tol(tol)
-    max_iter = _check_nonneg_int("max_iter", max_iter)
-    check_every = _check_nonneg_int("check_every", check_every)
+    lam = check_real("lam", lam)
+    tol = check_real("tol", tol, positive=False)
+    max_iter = check_nonneg_int("max_iter", max_iter)
+    check_every = check_nonneg_int("check_every", check_every)
     if check_every < 1:
         raise ValueError("check_every must be at least 1")
     op, Yt, Z0, _ = _prepare(A, Y)
@@ -787,5 +760,5 @@ def lasso_relative_gap(A, X, Y, lam, F_star=None):
     F = lasso_objective(A, X, Y, lam)
     if F_star is None:
         F_star = lasso_solution(A, Y, lam).F_star
-    F_star = _check_positive("F_star", F_star)
+    F_star = check_real("F_star", F_star)
     return (F - F_star) / F_star

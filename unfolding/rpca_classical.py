@@ -29,7 +29,6 @@ default, the toolkit's thread policy).
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +36,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sciml._validation import check_positive_int
+from sciml._validation import check_nonneg_int, check_positive_int, check_real
 from sciml.base import check_random_state_torch
 from sciml.prox import soft_threshold
 from sciml.threads import thread_limit
@@ -210,27 +209,6 @@ class RPCAResult:
     error_history: np.ndarray | None = None
     rank: int = 0
     reason: str | None = None
-
-
-def _check_real(name, value, *, positive=True, allow_none=False):
-    """A finite real number as a float: positive (or non-negative)."""
-    if value is None and allow_none:
-        return None
-    kind = "positive" if positive else "non-negative"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a {kind} real number, got {value!r} of type {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
-        raise ValueError(f"{name} must be {kind} and finite, got {value!r}")
-    return value
-
-
-def _check_nonneg_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r} of type {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value}")
-    return int(value)
 
 
 def _check_rank(rank, shape):
@@ -410,12 +388,12 @@ def pcp_ialm(Y, *, lam=None, mu=None, rho=1.5, tol=1e-7, max_iter=500, svd="auto
     import torch
 
     D, is_torch = _as_input(Y, "Y", batched=False)
-    lam = _check_real("lam", lam, allow_none=True)
-    mu = _check_real("mu", mu, allow_none=True)
-    rho = _check_real("rho", rho)
+    lam = check_real("lam", lam, allow_none=True)
+    mu = check_real("mu", mu, allow_none=True)
+    rho = check_real("rho", rho)
     if rho < 1:
         raise ValueError(f"rho must be at least 1 (mu must not shrink), got {rho!r}")
-    tol = _check_real("tol", tol, positive=False)
+    tol = check_real("tol", tol, positive=False)
     max_iter = check_positive_int("max_iter", max_iter)
     if not isinstance(svd, str) or svd not in _SVD_MODES:
         raise ValueError(f"svd must be one of {_SVD_MODES}, got {svd!r}")
@@ -529,7 +507,7 @@ def rpca_objective(L, S, Y, lam=None):
     Lt = _as_like(L, "L", Yt).to(torch.float64)
     St = _as_like(S, "S", Yt).to(torch.float64)
     Yt = Yt.to(torch.float64)
-    lam = 1.0 / math.sqrt(max(Yt.shape)) if lam is None else _check_real("lam", lam)
+    lam = 1.0 / math.sqrt(max(Yt.shape)) if lam is None else check_real("lam", lam)
     nuclear = float(torch.linalg.matrix_norm(Lt, ord="nuc"))
     l1 = float(St.abs().sum())
     y_norm = float(_fro(Yt))
@@ -562,13 +540,13 @@ def _check_schedule_array(name, values, length, *, positive):
 def _scaledgd_schedule(n_iter, step, threshold, decay, thresholds, steps):
     """Relative thresholds (n_iter + 1,) and steps (n_iter,) as float64 arrays."""
     if thresholds is None:
-        threshold = _check_real("threshold", threshold, positive=False)
-        decay = _check_real("decay", decay)
+        threshold = check_real("threshold", threshold, positive=False)
+        decay = check_real("decay", decay)
         thr = threshold * decay ** np.arange(n_iter + 1, dtype=np.float64)
     else:
         thr = _check_schedule_array("thresholds", thresholds, n_iter + 1, positive=False)
     if steps is None:
-        stp = np.full(n_iter, _check_real("step", step))
+        stp = np.full(n_iter, check_real("step", step))
     else:
         stp = _check_schedule_array("steps", steps, n_iter, positive=True)
     return thr, stp
@@ -674,9 +652,9 @@ def scaledgd_rpca(Y, rank, *, n_iter=100, step=0.7, threshold=2.0, decay=0.6, th
 
     Yt, is_torch = _as_input(Y, "Y", batched=True)
     rank = _check_rank(rank, Yt.shape[-2:])
-    n_iter = _check_nonneg_int("n_iter", n_iter)
+    n_iter = check_nonneg_int("n_iter", n_iter)
     thr, stp = _scaledgd_schedule(n_iter, step, threshold, decay, thresholds, steps)
-    tol = _check_real("tol", tol, positive=False)
+    tol = check_real("tol", tol, positive=False)
     L_ref = _as_like(L_true, "L_true", Yt)
     generator = check_random_state_torch(random_state, Yt.device)
     with thread_limit(n_threads), torch.no_grad():

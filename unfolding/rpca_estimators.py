@@ -11,6 +11,7 @@ import torch
 
 from sciml.base import BaseTorchEstimator, check_random_state_torch, to_numpy
 from sciml.prox import soft_threshold
+from sciml.training import budget_schedule
 
 from .rpca_classical import tune_scaledgd
 from .rpca_networks import UnfoldedRPCA, rms
@@ -32,6 +33,10 @@ _DEFAULT_SCHEDULE = {"threshold": 2.0, "decay": 0.6, "step": 0.7}
 _TUNE_GRID = {"thresholds": (1.0, 2.0, 3.0, 4.0), "decays": (0.3, 0.4, 0.5, 0.6), "steps": (0.6, 0.8, 1.0)}
 # Learning-rate factor over the run (by the larger of step and time progress).
 _DECAY = (1.0, 0.3, 0.1)
+
+
+def _decay(progress):
+    return _DECAY[min(int(progress * len(_DECAY)), len(_DECAY) - 1)]
 
 
 def _check_stack(X, name, dtype):
@@ -335,17 +340,6 @@ class LearnedRPCA(BaseTorchEstimator):
                               n_threads=self.n_threads, **_TUNE_GRID)
         return {key: tuned[key] for key in _DEFAULT_SCHEDULE}
 
-    def _lr_schedule(self, n_steps, max_time):
-        begin = time.perf_counter()
-
-        def factor(step):
-            progress = step / max(n_steps, 1)
-            if max_time is not None:
-                progress = max(progress, (time.perf_counter() - begin) / max_time)
-            return _DECAY[min(int(progress * len(_DECAY)), len(_DECAY) - 1)]
-
-        return lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
     def _batch(self, n_available, generator, device):
         size = min(self.batch_size, n_available)
         return torch.randperm(n_available, generator=generator, device=device)[:size]
@@ -363,7 +357,7 @@ class LearnedRPCA(BaseTorchEstimator):
 
         return self._train(
             net, loss_fn, optimizer="adam", lr=self.lr, max_iter=n_steps, max_time=max_time,
-            lr_schedule=self._lr_schedule(n_steps, max_time), restore_best=False, tol=0.0, desc=desc,
+            lr_schedule=budget_schedule(_decay, n_steps, max_time), restore_best=False, tol=0.0, desc=desc,
         )
 
     def _fit_layerwise(self, net, Y, L, factors, generator, start):

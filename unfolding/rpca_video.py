@@ -75,6 +75,7 @@ from torch import nn
 
 from sciml.base import BaseTorchEstimator, as_tensor, to_numpy
 from sciml.prox import hard_threshold
+from sciml.training import budget_schedule
 
 __all__ = [
     "DEFAULT_VIDEO",
@@ -650,26 +651,9 @@ def video_loss(net, D, L_true, S_true, mask_weight=0.0):
     return loss
 
 
-def _budget_cosine(steps, max_time, floor=0.02):
-    """Cosine learning-rate decay over the steps or the time budget, whichever ends first.
-
-    Returns the ``lr_schedule`` factory of :func:`sciml.training.train`; the
-    clock starts when the loop builds the scheduler.  With a time budget the
-    schedule, like the number of steps, depends on the machine's speed.
-    """
-
-    def factory(optimizer):
-        start = time.perf_counter()
-
-        def factor(step):
-            progress = step / steps
-            if max_time is not None:
-                progress = max(progress, (time.perf_counter() - start) / max_time)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-    return factory
+def _cosine(progress, floor=0.02):
+    """Cosine decay of the learning-rate factor from 1 to `floor`."""
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _as_video_tensor(video, name, dtype, device):
@@ -920,7 +904,7 @@ class VideoRPCANet(BaseTorchEstimator):
         ])
         # Every step sees a new clip: the last weights, not the best noisy loss, are kept.
         self._train(net, loss_fn, optimizer=optimizer, max_iter=self.steps,
-                    lr_schedule=_budget_cosine(self.steps, self.max_time), restore_best=False, tol=0.0,
+                    lr_schedule=budget_schedule(_cosine, self.steps, self.max_time), restore_best=False, tol=0.0,
                     max_time=self.max_time)
         self.module_ = net
         self.tau_ = to_numpy(net.log_tau.detach().exp()).astype(np.float64)
