@@ -1,1 +1,39 @@
-"""Equation discovery (SINDy-style); lands with its issue."""
+"""Equation discovery: SINDy-style sparse identification of ODEs and PDEs.
+
+Estimators (:class:`SINDy` for ODEs, :class:`PDESINDy` for PDEs) compose a
+candidate-function library, a differentiation (a derivative estimator, or the
+weak form :class:`WeakForm`, the default) and a sparse-regression optimizer
+(:class:`STLSQ`, :class:`IHT`, :class:`ISTA`, :class:`SR3`, bagged by
+:class:`EnsembleOptimizer`). The optimizers also work inside ``pysindy.SINDy``.
+Trajectory generators for tests and examples are in
+:mod:`sciml.discovery.data`.
+"""
+
+from .differentiation import (
+    Differentiator,
+    FiniteDifference,
+    SavitzkyGolay,
+    SpectralDerivative,
+    TotalVariation,
+)
+from .estimators import PDESINDy, SINDy, WeakForm
+from .libraries import PDELibrary
+from .optimizers import IHT, ISTA, SR3, STLSQ, EnsembleOptimizer, SparseRegressor
+
+__all__ = [
+    "SINDy",
+    "PDESINDy",
+    "WeakForm",
+    "PDELibrary",
+    "SparseRegressor",
+    "STLSQ",
+    "IHT",
+    "ISTA",
+    "SR3",
+    "EnsembleOptimizer",
+    "Differentiator",
+    "FiniteDifference",
+    "SavitzkyGolay",
+    "SpectralDerivative",
+    "TotalVariation",
+]
