@@ -342,3 +342,13 @@ def test_sklearn_contract(estimator, check):
         # Random tables are short series: the library may outnumber the rows.
         warnings.filterwarnings("ignore", message=".*underdetermined")
         check(estimator)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from sciml.discovery import estimators, libraries, optimizers
+
+    for module in (optimizers, libraries, estimators):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
