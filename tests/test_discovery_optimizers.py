@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sciml.discovery.optimizers import IHT, ISTA, SR3, STLSQ, EnsembleOptimizer, selection_loss
+from sciml.discovery.optimizers import IHT, ISTA, SR3, STLSQ, BestSubset, EnsembleOptimizer, selection_loss
 
-ALL = [STLSQ, IHT, ISTA, SR3]
+ALL = [STLSQ, IHT, ISTA, SR3, BestSubset]
 
 
 def _problem(n=300, p=10, noise=0.0, seed=0):
@@ -26,7 +26,8 @@ def test_recovers_support_and_values_automatically(cls):
     np.testing.assert_array_equal(model.coef_ != 0, coef != 0)
     # Unbiased refit: least squares on the right support, so errors are at the noise level.
     np.testing.assert_allclose(model.coef_, coef, atol=5e-3)
-    assert model.path_["loss"].shape == (2, model.n_path)
+    if cls is not BestSubset:
+        assert model.path_["loss"].shape == (2, model.n_path)
     assert model.complexity == 5
 
 
@@ -146,8 +147,49 @@ def test_bad_input():
         ISTA(n_path=8),
         SR3(n_path=8),
         SR3(regularizer="l1", n_path=8),
+        BestSubset(),
+        BestSubset(max_terms=2),
         EnsembleOptimizer(n_models=5, random_state=0),
     ]
 )
 def test_sklearn_contract(estimator, check):
     check(estimator)
+
+
+def test_best_subset_finds_a_small_term_beside_cancelling_large_ones():
+    """A threshold path drops a small true term when large ones nearly cancel; best subset keeps it."""
+    rng = np.random.default_rng(8)
+    n = 400
+    a = rng.standard_normal(n)
+    b = a + 0.05 * rng.standard_normal(n)  # nearly collinear with a
+    c = rng.standard_normal(n)
+    X = np.column_stack([a, b, c, rng.standard_normal((n, 4))])
+    y = 10 * a - 10 * b + 0.05 * c + 1e-3 * rng.standard_normal(n)
+    model = BestSubset().fit(X, y)
+    np.testing.assert_array_equal(np.flatnonzero(model.coef_[0]), [0, 1, 2])
+    np.testing.assert_allclose(model.coef_[0, :3], [10, -10, 0.05], rtol=1e-2)
+    # Exhaustive means exhaustive: it matches a brute-force BIC minimum.
+    import itertools
+
+    best = min(
+        (
+            selection_loss(X, y, _ls_on(X, y, S), _ls_on(X, y, range(7)), "bic"),
+            S,
+        )
+        for k in range(1, 5)
+        for S in itertools.combinations(range(7), k)
+    )
+    assert set(best[1]) == {0, 1, 2}
+
+
+def _ls_on(X, y, support):
+    coef = np.zeros(X.shape[1])
+    support = list(support)
+    coef[support] = np.linalg.lstsq(X[:, support], y, rcond=None)[0]
+    return coef
+
+
+def test_best_subset_refuses_huge_searches():
+    X = np.random.default_rng(0).standard_normal((100, 40))
+    with pytest.raises(ValueError, match="STLSQ"):
+        BestSubset(max_terms=10).fit(X, X[:, 0])
