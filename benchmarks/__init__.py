@@ -11,6 +11,7 @@ BENCHMARKS = {
     "spmv": "benchmarks.spmv",
     "unfolding": "benchmarks.unfolding",
     "rpca": "benchmarks.rpca",
+    "sindy": "benchmarks.sindy",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -110,3 +110,41 @@ def test_rpca_benchmark_contract(tmp_path):
     assert summary["ialm_relerr"] < 1e-5
     assert summary["scaledgd_relerr_60"] < summary["scaledgd_relerr_15"]
     assert 0 <= summary["video_iou"] <= 1 and summary["video_iou_ialm"] > 0.5
+
+
+@pytest.mark.slow
+def test_sindy_benchmark_contract(tmp_path):
+    """The quick equation-discovery benchmark against PySINDy (minutes: slow)."""
+    pytest.importorskip("pysindy")
+    path = tmp_path / "sindy.json"
+    assert main(["sindy", "--quick", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["benchmark"] == "sindy" and result["quick"] is True
+    summary = result["summary"]
+    assert set(summary) >= {
+        "lorenz_success_5pct_defaults", "lorenz_success_10pct_defaults", "pysindy_lorenz_success_5pct_defaults",
+        "burgers_success_10pct", "kdv_success_25pct", "weak_speedup_vs_pysindy", "plain_fit_time_ratio",
+    }
+    rows = {(c["case"], c["method"]): c for c in result["cases"]}
+    methods = ("ours defaults", "ours tuned", "pysindy defaults", "pysindy weak tuned")
+    for case in ("lorenz 1%", "lorenz 5%", "lorenz 10%", "lorenz low-data 2%", "burgers 1%", "burgers 10%",
+                 "kdv 1%", "kdv 25%"):
+        for method in methods:
+            row = rows[(case, method)]
+            assert 0 <= row["success"] <= 1 and row["n_seeds"] >= 1 and row["fit_time_s"] > 0
+    assert summary["lorenz_success_5pct_defaults"] == rows[("lorenz 5%", "ours defaults")]["success"]
+    assert summary["lorenz_success_10pct_defaults"] == rows[("lorenz 10%", "ours defaults")]["success"]
+    assert summary["lorenz_coef_err_5pct_defaults"] == rows[("lorenz 5%", "ours defaults")]["coef_err_median"]
+    assert summary["pysindy_lorenz_success_5pct_defaults"] == rows[("lorenz 5%", "pysindy defaults")]["success"]
+    assert summary["burgers_success_10pct"] == rows[("burgers 10%", "ours defaults")]["success"]
+    assert summary["kdv_success_25pct"] == rows[("kdv 25%", "ours defaults")]["success"]
+    assert summary["pysindy_kdv_success_25pct_weak_tuned"] == rows[("kdv 25%", "pysindy weak tuned")]["success"]
+    # Tuned rows name the winning threshold; the defaults rows have none.
+    assert rows[("lorenz 5%", "ours tuned")]["threshold"] > 0
+    assert rows[("lorenz 5%", "ours defaults")]["threshold"] is None
+    # Timing rows: the ratios are what they claim.
+    weak = {c["method"].split()[0]: c for c in result["cases"] if c["case"].startswith("timing weak")}
+    assert summary["weak_speedup_vs_pysindy"] == weak["pysindy"]["ours_speedup"]
+    assert summary["weak_speedup_vs_pysindy"] == pytest.approx(weak["pysindy"]["best_s"] / weak["ours"]["best_s"])
+    plain = {c["method"].split()[0]: c for c in result["cases"] if c["case"].startswith("timing plain")}
+    assert summary["plain_fit_time_ratio"] == pytest.approx(plain["ours"]["best_s"] / plain["pysindy"]["best_s"])
