@@ -365,3 +365,59 @@ def test_docstring_examples():
     for module in (optimizers, libraries, estimators):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+# --- torch input: the weak form on the tensor's device ------------------------------------
+def _tensor_cases(device):
+    torch = pytest.importorskip("torch")
+    t, X = lorenz(t_end=5.0)
+    Xn = add_noise(X, 0.05, random_state=0)
+    rng = np.random.default_rng(3)
+    t_jit = t.copy()
+    t_jit[1:-1] += rng.uniform(-0.3, 0.3, t.size - 2) * (t[1] - t[0])
+    _, X_jit = lorenz(t=t_jit)
+    return torch, [(Xn, t), (X_jit, t_jit)], device
+
+
+@pytest.mark.parametrize("dtype_name, rtol", [("float64", 1e-9), ("float32", 1e-3)])
+def test_tensor_input_matches_numpy(dtype_name, rtol):
+    torch, cases, device = _tensor_cases("cpu")
+    dtype = getattr(torch, dtype_name)
+    for X, t in cases:  # a uniform (FFT) and a jittered (sparse quadrature) time axis
+        ref = SINDy(feature_names=list("xyz")).fit(X, t=t)
+        model = SINDy(feature_names=list("xyz")).fit(torch.as_tensor(X, dtype=dtype), t=t)
+        np.testing.assert_array_equal(model.coef_ != 0, ref.coef_ != 0)
+        np.testing.assert_allclose(model.coef_, ref.coef_, rtol=rtol, atol=rtol * np.abs(ref.coef_).max())
+        assert model.device_ == "cpu"
+        out = model.predict(torch.as_tensor(X[:10], dtype=dtype))
+        assert isinstance(out, np.ndarray)
+    t, x, u = kdv()
+    un = add_noise(u, 0.1, random_state=0, axis=None)
+    ref = PDESINDy().fit(un, t=t, x=x)
+    model = PDESINDy().fit(torch.as_tensor(un, dtype=dtype), t=t, x=x)
+    np.testing.assert_array_equal(model.coef_ != 0, ref.coef_ != 0)
+    np.testing.assert_allclose(model.coef_, ref.coef_, rtol=rtol, atol=rtol * np.abs(ref.coef_).max())
+
+
+def test_tensor_input_errors():
+    torch = pytest.importorskip("torch")
+    X = torch.ones((100, 3))
+    X[5, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        SINDy().fit(X, t=0.01)
+    with pytest.raises(ValueError, match="2-D"):
+        SINDy().fit(torch.ones(100), t=0.01)
+
+
+@pytest.mark.gpu
+def test_cuda_tensor_input_matches_numpy():
+    torch, cases, _ = _tensor_cases("cuda")
+    for X, t in cases:
+        ref = SINDy(feature_names=list("xyz")).fit(X, t=t)
+        model = SINDy(feature_names=list("xyz")).fit(torch.as_tensor(X, device="cuda"), t=t)
+        assert model.device_.startswith("cuda")
+        np.testing.assert_allclose(model.coef_, ref.coef_, rtol=1e-8, atol=1e-8 * np.abs(ref.coef_).max())
+    t, x, u = kdv()
+    ref = PDESINDy().fit(u, t=t, x=x)
+    model = PDESINDy().fit(torch.as_tensor(u, device="cuda"), t=t, x=x)
+    np.testing.assert_allclose(model.coef_, ref.coef_, rtol=1e-8, atol=1e-10)

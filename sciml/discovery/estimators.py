@@ -11,7 +11,10 @@ of up to 15 terms, along the threshold path of
 :class:`~sciml.discovery.optimizers.STLSQ` for larger ones).
 
 Arrays have time on axis 0: ODE data ``(n_times, n_variables)``, PDE data
-``(n_times, n_x[, n_y ...][, n_variables])``. ``xarray.DataArray`` and
+``(n_times, n_x[, n_y ...][, n_variables])``. A torch tensor (CPU or CUDA) is
+integrated by the weak form on its own device (``torch.fft`` on uniform axes,
+the CSR kernels of :mod:`sciml.sparse` on non-uniform ones); only the small
+regression system comes back to the CPU, and predictions are numpy. ``xarray.DataArray`` and
 ``xarray.Dataset`` inputs are accepted; their coordinates give the time (and
 space) stamps, their names the variable names, and predictions and
 simulations of a model fit on xarray data come back as xarray.
@@ -28,6 +31,7 @@ from sklearn.preprocessing import PolynomialFeatures
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .._validation import check_positive_int, check_real
+from ..prox import _is_tensor
 from .differentiation import Differentiator, FiniteDifference, _check_coordinates
 from .libraries import FittedLibrary, PDELibrary, monomial_values
 from .optimizers import STLSQ, BestSubset, EnsembleOptimizer, SparseRegressor
@@ -164,6 +168,30 @@ def _coordinates(t, n, name="t"):
         start = 0.0 if np.ndim(t) == 0 else float(np.asarray(t, dtype=np.float64)[0])
         return start + np.arange(n) * checked
     return checked
+
+
+def _check_tensor(X, ndim, name):
+    """Validate a torch tensor input (kept on its device)."""
+    import torch
+
+    if X.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D tensor, got shape {tuple(X.shape)}")
+    if X.is_complex():
+        raise TypeError(f"{name}: complex data not supported")
+    if not X.is_floating_point():
+        X = X.to(torch.float64)
+    if X.shape[0] < 2:
+        raise ValueError(f"{name} has {X.shape[0]} samples, at least 2 are needed")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return X.detach()
+
+
+def _to_numpy(X):
+    """float64 numpy from numpy or a tensor on any device (the small regression runs on the CPU)."""
+    if _is_tensor(X):
+        return X.detach().to("cpu").double().numpy()
+    return np.asarray(X, dtype=np.float64)
 
 
 def _check_y_ignored(y, method):
@@ -340,6 +368,8 @@ class SINDy(_DiscoveryMixin, BaseEstimator):
     variable_names_ : list of str
     optimizer_ : the fitted optimizer
     n_features_in_ : int
+    device_ : str
+        Where the weak-form integrals ran: the device of a torch input, else ``"cpu"``.
     inclusion_probability_, coef_interval_, coef_std_ : ndarray
         Present when the optimizer is an ``EnsembleOptimizer``.
 
@@ -372,7 +402,7 @@ class SINDy(_DiscoveryMixin, BaseEstimator):
         elif _is_xarray(X, "Dataset"):
             X, t_coord, names, meta = _dataset_ode(X)
             trajectories, times = [X], [t if t_coord is None else t_coord]
-        elif isinstance(X, (list, tuple)) and len(X) and np.ndim(X[0]) == 2:
+        elif isinstance(X, (list, tuple)) and len(X) and len(np.shape(X[0])) == 2:
             trajectories = list(X)
             times = list(t) if isinstance(t, (list, tuple)) else [t] * len(trajectories)
             if len(times) != len(trajectories):
@@ -388,7 +418,9 @@ class SINDy(_DiscoveryMixin, BaseEstimator):
         out = []
         n_vars = None
         for i, (Xi, ti, di) in enumerate(zip(trajectories, times, x_dots)):
-            Xi = check_array(Xi, dtype=np.float64, ensure_min_samples=2, input_name="X")
+            Xi = _check_tensor(Xi, 2, "X") if _is_tensor(Xi) else check_array(
+                Xi, dtype=np.float64, ensure_min_samples=2, input_name="X"
+            )
             if n_vars is not None and Xi.shape[1] != n_vars:
                 raise ValueError(f"trajectory {i} has {Xi.shape[1]} variables, the first has {n_vars}")
             n_vars = Xi.shape[1]
@@ -433,7 +465,8 @@ class SINDy(_DiscoveryMixin, BaseEstimator):
         elif names is None:
             names = [f"x{i}" for i in range(n_vars)]
         library = PolynomialFeatures(degree=2) if self.library is None else self.library
-        self.library_ = FittedLibrary(library, np.vstack([tr[0] for tr in trajectories]), names)
+        self.library_ = FittedLibrary(library, np.vstack([_to_numpy(tr[0]) for tr in trajectories]), names)
+        self.device_ = str(trajectories[0][0].device) if _is_tensor(trajectories[0][0]) else "cpu"
         method = WeakForm() if self.differentiation is None else self.differentiation
         rows, lhs = [], []
         if isinstance(method, WeakForm):
@@ -447,13 +480,15 @@ class SINDy(_DiscoveryMixin, BaseEstimator):
                 lhs.append(-axis.integrate(Xi, 1, 0))
         elif isinstance(method, Differentiator) or callable(method):
             for Xi, coords, di in trajectories:
+                # Derivative estimators run on the CPU.
+                Xi = _to_numpy(Xi)
                 rows.append(self.library_.transform(Xi))
                 lhs.append(di if di is not None else _differentiate(method, Xi, coords, 0))
         else:
             raise TypeError(
                 f"differentiation must be a WeakForm or a derivative estimator, got {type(method).__name__}"
             )
-        G, b = np.vstack(rows), np.vstack(lhs)
+        G, b = np.vstack([_to_numpy(r) for r in rows]), np.vstack([_to_numpy(r) for r in lhs])
         n_effective = (
             sum(axis.n_independent for axis in self.test_functions_) if isinstance(method, WeakForm) else None
         )
@@ -485,7 +520,7 @@ class SINDy(_DiscoveryMixin, BaseEstimator):
         t = None
         if _is_xarray(X):
             X, t, _, meta = _dataarray_ode(X) if _is_xarray(X, "DataArray") else _dataset_ode(X)
-        X = check_array(X, dtype=np.float64, input_name="X")
+        X = check_array(_to_numpy(X) if _is_tensor(X) else X, dtype=np.float64, input_name="X")
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -540,7 +575,7 @@ class SINDy(_DiscoveryMixin, BaseEstimator):
         from scipy.integrate import solve_ivp
 
         check_is_fitted(self, "coef_")
-        x0 = np.asarray(x0, dtype=np.float64).ravel()
+        x0 = _to_numpy(x0).ravel()
         if x0.size != self.n_features_in_ or not np.all(np.isfinite(x0)):
             raise ValueError(f"x0 must be {self.n_features_in_} finite values, got {x0!r}")
         t = _coordinates(t, np.size(t), "t") if np.ndim(t) else None
@@ -613,6 +648,8 @@ class PDESINDy(_DiscoveryMixin, BaseEstimator):
     term_names_ : list of str
     variable_names_, axis_names_ : list of str
     terms_ : list of (exponents, alpha)
+    device_ : str
+        Where the weak-form integrals ran: the device of a torch input, else ``"cpu"``.
     """
 
     def __init__(
@@ -665,10 +702,14 @@ class PDESINDy(_DiscoveryMixin, BaseEstimator):
         else:
             # scikit-learn's checks give the standard messages for sparse,
             # complex, empty, non-finite and too-short input.
-            U_arr = check_array(
-                U, dtype=np.float64, allow_nd=True, ensure_min_samples=3, ensure_min_features=3, input_name="U"
-            )
             n_spatial = len(x) if isinstance(x, (list, tuple)) else 1
+            if _is_tensor(U):
+                # Kept on its device: the weak form integrates it there.
+                U_arr = _check_tensor(U, U.ndim, "U")
+            else:
+                U_arr = check_array(
+                    U, dtype=np.float64, allow_nd=True, ensure_min_samples=3, ensure_min_features=3, input_name="U"
+                )
             x = list(x) if isinstance(x, (list, tuple)) else [x]
             if U_arr.ndim == 1 + n_spatial:
                 U_arr = U_arr[..., None]
@@ -676,11 +717,12 @@ class PDESINDy(_DiscoveryMixin, BaseEstimator):
                 raise ValueError(
                     f"U has {U_arr.ndim} dimensions; expected (n_times, {n_spatial} spatial axes[, n_fields])"
                 )
-        U_arr = np.asarray(U_arr, dtype=np.float64)
-        if U_arr.size == 0:
-            raise ValueError("U is empty")
-        if not np.all(np.isfinite(U_arr)):
-            raise ValueError("U contains NaN or inf")
+        if not _is_tensor(U_arr):
+            U_arr = np.asarray(U_arr, dtype=np.float64)
+            if U_arr.size == 0:
+                raise ValueError("U is empty")
+            if not np.all(np.isfinite(U_arr)):
+                raise ValueError("U contains NaN or inf")
         n_spatial = U_arr.ndim - 2
         coords = [_coordinates(t, U_arr.shape[0], "t")] + [
             _coordinates(xi, U_arr.shape[1 + i], f"x[{i}]" if n_spatial > 1 else "x") for i, xi in enumerate(x)
@@ -736,6 +778,7 @@ class PDESINDy(_DiscoveryMixin, BaseEstimator):
             G, b = _weak_pde_system(U, axes, terms)
             n_effective = float(np.prod([axis.n_independent for axis in axes]))
         elif isinstance(method, Differentiator) or callable(method):
+            U = _to_numpy(U)  # derivative estimators run on the CPU
             G = _strong_pde_terms(U, coords, terms, self._spatial())
             b = _differentiate(method, U, coords[0], 0).reshape(-1, U.shape[-1])
             n_effective = None
@@ -744,6 +787,7 @@ class PDESINDy(_DiscoveryMixin, BaseEstimator):
                 f"differentiation must be a WeakForm or a derivative estimator, got {type(method).__name__}"
             )
         self._fit_optimizer(G, b, n_effective)
+        self.device_ = str(U.device) if _is_tensor(U) else "cpu"
         self.terms_ = terms
         self.term_names_ = lib.feature_names(names, axis_names)
         self.variable_names_ = names
@@ -781,6 +825,7 @@ class PDESINDy(_DiscoveryMixin, BaseEstimator):
         is_xr = _is_xarray(U)
         template = U
         U_arr, coords, _, _, _ = self._parse(U, 1.0, x)
+        U_arr = _to_numpy(U_arr)
         if U_arr.shape[-1] != len(self.variable_names_):
             raise ValueError(f"U has {U_arr.shape[-1]} fields, the model has {len(self.variable_names_)}")
         G = _strong_pde_terms(U_arr, coords, self.terms_, self._spatial())
@@ -819,14 +864,14 @@ def _weak_pde_system(U, axes, terms):
         out = monomials[exps]
         for i in range(n_spatial):
             out = axes[i + 1].integrate(out, alpha[i], i + 1)
-        rows.append((-1.0) ** sum(alpha) * out.ravel())
+        rows.append(_to_numpy(out).ravel() * (-1.0) ** sum(alpha))
     G = np.stack(rows, axis=1)
     lhs = []
     for v in range(n_vars):
         out = axes[0].integrate(U[..., v], 1, 0)
         for i in range(n_spatial):
             out = axes[i + 1].integrate(out, 0, i + 1)
-        lhs.append(-out.ravel())
+        lhs.append(-_to_numpy(out).ravel())
     return G, np.stack(lhs, axis=1)
 
 

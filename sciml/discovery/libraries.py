@@ -19,8 +19,10 @@ import itertools
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
+from sklearn.preprocessing import PolynomialFeatures
 
 from .._validation import check_nonneg_int, check_positive_int
+from ..prox import _is_tensor
 
 __all__ = ["PDELibrary", "FittedLibrary"]
 
@@ -53,7 +55,21 @@ class FittedLibrary:
         self.names = [str(n) for n in names]
 
     def transform(self, X):
-        """Evaluate every term: an ``(n_samples, n_terms)`` float64 array."""
+        """Evaluate every term: an ``(n_samples, n_terms)`` array.
+
+        A torch tensor stays on its device for ``PolynomialFeatures`` (through
+        its ``powers_``); any other library is evaluated on the CPU and its
+        result moved back to the tensor's device.
+        """
+        if _is_tensor(X):
+            import torch
+
+            powers = getattr(self.library, "powers_", None)
+            if isinstance(self.library, PolynomialFeatures) and powers is not None:
+                powers = torch.as_tensor(powers, dtype=X.dtype, device=X.device)
+                return torch.prod(X[:, None, :] ** powers[None, :, :], dim=2)
+            values = self.transform(X.detach().cpu().double().numpy())
+            return torch.as_tensor(values, dtype=X.dtype, device=X.device)
         out = self.library.transform(X)
         if hasattr(out, "toarray"):
             out = out.toarray()
@@ -150,8 +166,8 @@ def _monomial_name(exps, variable_names):
 
 
 def monomial_values(fields, exps):
-    """Evaluate the monomial ``prod_i fields[..., i] ** exps[i]``."""
-    out = np.ones(fields.shape[:-1])
+    """Evaluate the monomial ``prod_i fields[..., i] ** exps[i]`` (numpy or torch, same type back)."""
+    out = fields[..., 0] * 0 + 1
     for i, e in enumerate(exps):
         if e:
             out = out * fields[..., i] ** e

@@ -32,7 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.signal import fftconvolve
 
-from .._validation import check_positive_int, check_real
+from .._validation import check_positive_int
+from ..prox import _is_tensor
 
 __all__ = [
     "kernel_derivative",
@@ -224,17 +225,21 @@ class AxisTestFunctions:
 
         Parameters
         ----------
-        values : ndarray
-            Data whose axis ``axis`` is this axis.
+        values : ndarray or torch.Tensor
+            Data whose axis ``axis`` is this axis. A tensor is integrated on
+            its own device (``torch.fft`` on uniform axes, the CSR product of
+            :mod:`sciml.sparse` on non-uniform ones) and stays a tensor.
         order : int
             Derivative order on the kernel.
         axis : int
 
         Returns
         -------
-        ndarray
+        ndarray or torch.Tensor
             ``values`` with axis ``axis`` replaced by the centres.
         """
+        if _is_tensor(values):
+            return self._integrate_torch(values, order, axis)
         if self.uniform:
             kern = kernel_derivative(self.radius, self.degree, order, self.spacing)
             shape = [1] * values.ndim
@@ -250,19 +255,35 @@ class AxisTestFunctions:
         out = spmm(self._matrix(order), flat)
         return np.moveaxis(out.reshape((self.n_centers,) + moved.shape[1:]), 0, axis)
 
+    def _integrate_torch(self, values, order, axis):
+        import torch
 
-def _check_degree(degree, max_order):
-    degree = check_positive_int("degree", degree)
-    if degree <= max_order:
-        raise ValueError(
-            f"the test-function degree ({degree}) must exceed the highest derivative order ({max_order}) "
-            "so that integration by parts leaves no boundary terms"
-        )
-    return degree
+        axis = axis % values.ndim
+        if self.uniform:
+            kern = kernel_derivative(self.radius, self.degree, order, self.spacing)[::-1].copy()
+            kern = torch.as_tensor(kern, dtype=values.dtype, device=values.device)
+            length = self.n + kern.numel() - 1
+            full = torch.fft.irfft(
+                torch.fft.rfft(values, n=length, dim=axis)
+                * _broadcast_along(torch.fft.rfft(kern, n=length), axis, values.ndim),
+                n=length,
+                dim=axis,
+            )
+            # Full convolution index c + radius is the correlation centred on sample c.
+            index = torch.as_tensor(self.centers + self.radius, device=values.device)
+            return full.index_select(axis, index)
+        from ..sparse import spmm, to_torch_csr
+
+        matrix = self._matrix(order).astype(np.float32 if values.dtype == torch.float32 else np.float64)
+        moved = values.movedim(axis, 0)
+        flat = moved.reshape(self.n, -1).contiguous()
+        out = spmm(to_torch_csr(matrix, device=values.device), flat)
+        return out.reshape((self.n_centers,) + tuple(moved.shape[1:])).movedim(0, axis)
 
 
-def _check_tol(tol):
-    tol = check_real("tol", tol)
-    if tol >= 1:
-        raise ValueError(f"tol must be in (0, 1), got {tol}")
-    return tol
+def _broadcast_along(vector, axis, ndim):
+    """View a 1-D tensor so it broadcasts along ``axis`` of an ``ndim`` array."""
+    shape = [1] * ndim
+    shape[axis] = vector.shape[0]
+    return vector.reshape(shape)
+
