@@ -22,9 +22,12 @@ PACKAGES = [
     "sciml.threads",
     "sciml.data",
     "sciml.discovery",
+    "sciml.discovery.estimators",
+    "sciml.discovery.data",
     "unfolding",
     "pinns",
     "solvers",
+    "solvers.cg",
     "benchmarks",
 ]
 
