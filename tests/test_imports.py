@@ -28,6 +28,7 @@ PACKAGES = [
     "pinns",
     "solvers",
     "solvers.cg",
+    "solvers.problems",
     "benchmarks",
 ]
 

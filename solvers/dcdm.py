@@ -1,0 +1,390 @@
+"""The learned conjugate-direction solver (DCDM, Kaneda et al., "A Deep Conjugate
+Direction Method for Iteratively Solving Linear Systems").
+
+A convolutional network ``f`` learns to approximate the action of ``A^-1`` up to
+a scale. It is trained unsupervised on right-hand sides ``b`` built from Ritz
+vectors of a Lanczos run on one training matrix (biased toward the low end of
+the spectrum, where CG is slow), with the scale-invariant loss
+
+    || b - A q (q^T b) / (q^T A q) ||^2,   q = f(b),
+
+the residual left after the optimal step along ``q``. The solver uses
+``f(r / ||r||)`` as the next search direction, A-orthogonalises it against the
+``n_directions`` most recent directions (the public code keeps 2), takes the
+exact line-search step and recomputes the true residual every iteration, so
+the stopping test ``||b - A x|| <= max(rtol ||b||, atol)`` is never fooled by
+a drifting recurrence.
+
+The network is fully convolutional, so a model trained on one grid solves
+problems on larger grids and other geometries (``PoissonProblem`` from
+:mod:`solvers.problems` carries the grid maps). Matrix products go through
+:mod:`sciml.sparse` (its autograd op during training; its CUDA kernels for
+CUDA tensors).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from sciml._validation import check_positive_int, check_real
+from sciml.base import BaseTorchEstimator
+from sciml.sparse import spmm, spmv, to_torch_csr
+
+from .cg import CGResult, check_spd_matrix
+
+__all__ = ["lanczos_ritz", "ritz_rhs", "DCDMNetwork", "DCDMSolver"]
+
+
+def lanczos_ritz(A, n_steps, *, random_state=None):
+    """Ritz values and vectors of ``n_steps`` Lanczos steps (full reorthogonalisation).
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix, SPD, shape (n, n)
+    n_steps : int
+        Lanczos steps (at most ``n``).
+    random_state : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    values : ndarray of shape (m,)
+        Ritz values, ascending.
+    vectors : ndarray of shape (n, m)
+        Orthonormal Ritz vectors.
+    """
+    A = check_spd_matrix(A).astype(np.float64)
+    n = A.shape[0]
+    m = min(check_positive_int("n_steps", n_steps), n)
+    rng = np.random.default_rng(random_state)
+    V = np.zeros((n, m))
+    alpha = np.zeros(m)
+    beta = np.zeros(m)
+    v = rng.standard_normal(n)
+    v /= np.linalg.norm(v)
+    for j in range(m):
+        V[:, j] = v
+        w = spmv(A, v)
+        alpha[j] = v @ w
+        # Full reorthogonalisation (twice is enough) keeps the basis orthonormal.
+        for _ in range(2):
+            w -= V[:, : j + 1] @ (V[:, : j + 1].T @ w)
+        if j + 1 < m:
+            beta[j] = np.linalg.norm(w)
+            if beta[j] < 1e-12 * abs(alpha[j]):
+                m = j + 1
+                break
+            v = w / beta[j]
+    T = np.diag(alpha[:m]) + np.diag(beta[: m - 1], 1) + np.diag(beta[: m - 1], -1)
+    values, Y = np.linalg.eigh(T)
+    return values, V[:, :m] @ Y
+
+
+def ritz_rhs(vectors, n_rhs, *, low_fraction=0.5, low_weight=9.0, random_state=None):
+    """Training right-hand sides: random combinations of Ritz vectors, biased low.
+
+    ``b = sum_j c_j v_j`` with ``c_j ~ N(0, 1)`` times ``low_weight`` on the
+    lowest ``low_fraction`` of the Ritz vectors (ascending order) and 1 on the
+    rest, normalised to unit norm.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n, m)
+        Ritz vectors, ascending Ritz values.
+    n_rhs : int
+    low_fraction : float, default=0.5
+    low_weight : float, default=9.0
+    random_state : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of shape (n, n_rhs)
+    """
+    rng = np.random.default_rng(random_state)
+    m = vectors.shape[1]
+    weights = np.ones(m)
+    weights[: max(1, int(round(low_fraction * m)))] = low_weight
+    coefs = rng.standard_normal((m, check_positive_int("n_rhs", n_rhs))) * weights[:, None]
+    B = vectors @ coefs
+    return B / np.linalg.norm(B, axis=0, keepdims=True)
+
+
+def _torch():
+    return torch
+
+
+class _ResBlock(torch.nn.Module):
+    """``x + conv(relu(conv(x)))``."""
+
+    def __init__(self, conv, channels):
+        super().__init__()
+        self.a = conv(channels, channels, 3, padding=1)
+        self.b = conv(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.b(torch.relu(self.a(x)))
+
+
+class DCDMNetwork(torch.nn.Module):
+    """The direction network: a small residual U-Net on the grid (2-D or 3-D).
+
+    Maps ``(batch, 1, *grid)`` to ``(batch, 1, *grid)``; fully convolutional,
+    so it applies to any grid size.
+
+    Parameters
+    ----------
+    ndim : {2, 3}
+    channels : int, default=16
+    levels : int, default=2
+        Number of 2x average-pooling levels; grids are zero-padded to a
+        multiple of ``2**levels`` (zero is the solid/outside value).
+    """
+
+    def __init__(self, ndim, channels=16, levels=2):
+        super().__init__()
+        if ndim not in (2, 3):
+            raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+        conv = torch.nn.Conv2d if ndim == 2 else torch.nn.Conv3d
+        pool = torch.nn.AvgPool2d if ndim == 2 else torch.nn.AvgPool3d
+        self.ndim, self.levels = ndim, levels
+        self.inp = conv(1, channels, 3, padding=1)
+        self.down = torch.nn.ModuleList([_ResBlock(conv, channels) for _ in range(levels)])
+        self.bottom = _ResBlock(conv, channels)
+        self.up = torch.nn.ModuleList([_ResBlock(conv, channels) for _ in range(levels)])
+        self.pool = pool(2)
+        self.out = conv(channels, 1, 3, padding=1)
+
+    def forward(self, x):
+        size = x.shape[2:]
+        step = 2**self.levels
+        pad = []
+        for s in reversed(size):
+            pad += [0, (-s) % step]
+        h = self.inp(torch.nn.functional.pad(x, pad))
+        skips = []
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+            h = self.pool(h)
+        h = self.bottom(h)
+        for block, skip in zip(self.up, reversed(skips)):
+            h = block(torch.nn.functional.interpolate(h, scale_factor=2, mode="nearest") + skip)
+        out = self.out(h)
+        return out[(slice(None), slice(None)) + tuple(slice(0, s) for s in size)]
+
+
+class DCDMSolver(BaseTorchEstimator):
+    """Learned conjugate-direction solver for Poisson-type SPD systems on grids.
+
+    Parameters
+    ----------
+    channels : int, default=16
+    levels : int, default=2
+    n_lanczos : int, default=200
+        Lanczos steps for the Ritz vectors of the training matrix.
+    n_rhs : int, default=1000
+        Training right-hand sides.
+    batch_size : int, default=16
+    lr : float, default=1e-3
+    max_iter : int, default=2000
+        Optimizer steps.
+    max_time : float or None, default=None
+        Wall-clock training budget in seconds.
+    n_directions : int, default=2
+        Previous directions each new one is A-orthogonalised against.
+    dtype : {"float32", "float64"}, default="float32"
+        Network precision (the solver's vectors are float64).
+    random_state, device, verbose, n_threads
+        As for every torch estimator of the toolkit.
+
+    Attributes
+    ----------
+    network_ : torch.nn.Module
+    loss_curve_ : list of float
+    train_time_ : float
+    device_ : torch.device
+    """
+
+    def __init__(
+        self,
+        channels=16,
+        levels=2,
+        n_lanczos=200,
+        n_rhs=1000,
+        batch_size=16,
+        lr=1e-3,
+        max_iter=2000,
+        max_time=None,
+        n_directions=2,
+        dtype="float32",
+        random_state=None,
+        device="auto",
+        verbose=False,
+        n_threads=1,
+    ):
+        self.channels = channels
+        self.levels = levels
+        self.n_lanczos = n_lanczos
+        self.n_rhs = n_rhs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.max_iter = max_iter
+        self.max_time = max_time
+        self.n_directions = n_directions
+        self.dtype = dtype
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.n_threads = n_threads
+
+    def _torch_dtype(self):
+        torch = _torch()
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        return getattr(torch, self.dtype)
+
+    def fit(self, problem, y=None):
+        """Train the direction network on one problem's matrix.
+
+        Parameters
+        ----------
+        problem : solvers.problems.PoissonProblem
+            The training matrix with its grid.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        torch = _torch()
+        _check_problem(problem)
+        check_positive_int("channels", self.channels)
+        check_positive_int("levels", self.levels)
+        batch = check_positive_int("batch_size", self.batch_size)
+        check_real("lr", self.lr)
+        dtype = self._torch_dtype()
+        device = self._resolve_device()
+        seed = np.random.default_rng(self.random_state)
+        start = time.perf_counter()
+        with self._thread_limit():
+            _, vectors = lanczos_ritz(problem.A, self.n_lanczos, random_state=seed)
+            B = ritz_rhs(vectors, self.n_rhs, random_state=seed)
+        B = torch.as_tensor(B, dtype=dtype, device=device)
+        A = to_torch_csr(problem.A.astype(np.float32 if dtype == torch.float32 else np.float64), device=device)
+        generator = self._make_generator()
+        network = DCDMNetwork(problem.ndim, self.channels, self.levels).to(device=device, dtype=dtype)
+        from sciml.base import reset_parameters
+
+        reset_parameters(network, self._make_generator("cpu"))
+
+        def loss_fn():
+            cols = torch.randint(0, B.shape[1], (batch,), generator=generator, device=device)
+            b = B[:, cols]
+            q = _apply(network, problem, b)
+            Aq = spmm(A, q.contiguous())
+            scale = (q * b).sum(0) / (q * Aq).sum(0).clamp_min(1e-30)
+            return ((b - Aq * scale).pow(2).sum(0)).mean()
+
+        self._train(network, loss_fn, lr=self.lr, max_iter=check_positive_int("max_iter", self.max_iter),
+                    max_time=self.max_time, patience=None)
+        self.network_ = network.eval()
+        self.train_time_ = time.perf_counter() - start
+        return self
+
+    def solve(self, problem, b, *, x0=None, rtol=1e-6, atol=0.0, maxiter=100, n_directions=None, callback=None):
+        """Solve ``A x = b`` with the learned directions.
+
+        Parameters
+        ----------
+        problem : solvers.problems.PoissonProblem
+            The system's matrix and grid (any size or geometry).
+        b : array_like of shape (n_rows,)
+        x0 : array_like, optional
+        rtol, atol : float
+            Stop when ``||b - A x|| <= max(rtol * ||b||, atol)`` (true residual).
+        maxiter : int, default=100
+        n_directions : int or None
+            Overrides the fitted ``n_directions``.
+        callback : callable, optional
+            ``callback(xk)`` after every iteration.
+
+        Returns
+        -------
+        x : ndarray of shape (n_rows,)
+        result : solvers.cg.CGResult
+        """
+        torch = _torch()
+        self._check_fitted(["network_"])
+        _check_problem(problem)
+        A = problem.A
+        n = A.shape[0]
+        b = np.asarray(b, dtype=np.float64).ravel()
+        if b.shape != (n,):
+            raise ValueError(f"b has {b.size} entries; the problem has {n} rows")
+        if not np.all(np.isfinite(b)):
+            raise ValueError("b contains NaN or infinity")
+        x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64).ravel()
+        if x.shape != (n,):
+            raise ValueError(f"x0 has {x.size} entries; the problem has {n} rows")
+        keep = self.n_directions if n_directions is None else n_directions
+        keep = check_positive_int("n_directions", keep)
+        maxiter = check_positive_int("maxiter", maxiter)
+        tolerance = max(check_real("rtol", rtol, positive=False) * float(np.linalg.norm(b)),
+                        check_real("atol", atol, positive=False))
+        A64 = A.astype(np.float64)
+        dtype = next(self.network_.parameters()).dtype
+        device = next(self.network_.parameters()).device
+        r = b - spmv(A64, x)
+        history = [float(np.linalg.norm(r))]
+        directions = []  # (p, A p, p^T A p)
+        reason = "maxiter"
+        n_iter = 0
+        with self._thread_limit(), torch.no_grad():
+            if history[0] <= tolerance:
+                return x, CGResult(True, 0, np.asarray(history), "converged", tolerance)
+            for k in range(1, maxiter + 1):
+                rn = torch.as_tensor(r / history[-1], dtype=dtype, device=device)
+                q = _apply(self.network_, problem, rn[:, None])[:, 0].double().cpu().numpy()
+                for p, Ap, pAp in directions:
+                    q -= (q @ Ap) / pAp * p
+                Aq = spmv(A64, q)
+                qAq = float(q @ Aq)
+                if not (qAq > 0 and np.isfinite(qAq)):
+                    reason = "breakdown: the network's direction has no positive curvature"
+                    n_iter = k - 1
+                    break
+                x += (q @ r) / qAq * q
+                directions.append((q, Aq, qAq))
+                directions = directions[-keep:]
+                r = b - spmv(A64, x)
+                history.append(float(np.linalg.norm(r)))
+                n_iter = k
+                if callback is not None:
+                    callback(x)
+                if history[-1] <= tolerance:
+                    reason = "converged"
+                    break
+                if not math.isfinite(history[-1]):
+                    reason = "breakdown: the residual became non-finite"
+                    break
+        return x, CGResult(reason == "converged", n_iter, np.asarray(history), reason, tolerance)
+
+
+def _check_problem(problem):
+    for attr in ("A", "shape", "to_grid", "from_grid", "ndim"):
+        if not hasattr(problem, attr):
+            raise TypeError(
+                f"expected a solvers.problems.PoissonProblem (matrix with its grid), got {type(problem).__name__}"
+            )
+
+
+def _apply(network, problem, vectors):
+    """Network on columns of vectors (n_rows, batch) -> (n_rows, batch), through the grid."""
+    grid = problem.to_grid(vectors)  # (*shape, batch)
+    grid = grid.movedim(-1, 0).unsqueeze(1)  # (batch, 1, *shape)
+    out = network(grid).squeeze(1).movedim(0, -1)  # (*shape, batch)
+    return problem.from_grid(out)
