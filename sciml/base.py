@@ -443,6 +443,24 @@ class BaseTorchEstimator(BaseEstimator):
             device = getattr(self, "device_", "cpu")
         return check_random_state_torch(getattr(self, "random_state", None), device)
 
+    def _torch_dtype(self):
+        """``self.dtype`` (``"float32"`` or ``"float64"``) as a torch dtype.
+
+        Returns
+        -------
+        dtype : torch.dtype
+
+        Raises
+        ------
+        ValueError
+            For any other value.
+        """
+        import torch
+
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        return getattr(torch, self.dtype)
+
     # -- training ---------------------------------------------------------------
     def _thread_limit(self):
         """``thread_limit(self.n_threads)``, for prediction loops.

@@ -177,8 +177,7 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
         if self.training not in _TRAINING:
             raise ValueError(f"training must be one of {_TRAINING}, got {self.training!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        self._torch_dtype()
         for name in ("lam", "lam0", "lr"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.floating)) and np.isfinite(value) and value > 0):
@@ -245,7 +244,7 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
             raise ValueError(f"algorithm='iht_topk' needs k in [1, {A.shape[1]}], got {self.k!r}")
 
         device = self._resolve_device()
-        torch_dtype = torch.float32 if self.dtype == "float32" else torch.float64
+        torch_dtype = self._torch_dtype()
         generator = check_random_state_torch(self.random_state, device)
         net = UnfoldedNetwork(
             A,

@@ -206,8 +206,7 @@ class LearnedRPCA(BaseTorchEstimator):
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
         if self.training not in _TRAINING:
             raise ValueError(f"training must be one of {_TRAINING}, got {self.training!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        self._torch_dtype()
         for name in ("rank", "n_layers", "n_problems", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -255,7 +254,7 @@ class LearnedRPCA(BaseTorchEstimator):
         start = time.perf_counter()
         m, n, rank, alpha, magnitude = self._check_params()
         device = self._resolve_device()
-        torch_dtype = getattr(torch, self.dtype)
+        torch_dtype = self._torch_dtype()
         generator = check_random_state_torch(self.random_state, device)
         if X is None:
             if y is not None:
@@ -394,7 +393,7 @@ class LearnedRPCA(BaseTorchEstimator):
             estimate from the final ``L``; same shape and float dtype as ``Y``.
         """
         self._check_fitted(["module_"])
-        Yt, single, is_tensor = _check_stack(Y, "Y", getattr(torch, self.dtype))
+        Yt, single, is_tensor = _check_stack(Y, "Y", self._torch_dtype())
         rank = self.rank if rank is None else rank
         if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 1 <= rank <= min(Yt.shape[-2:]):
             raise ValueError(f"rank must be an integer in [1, min(m, n) = {min(Yt.shape[-2:])}], got {rank!r}")

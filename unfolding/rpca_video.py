@@ -842,12 +842,7 @@ class VideoRPCANet(BaseTorchEstimator):
         if self.max_time is not None and (isinstance(self.max_time, bool) or not (
                 isinstance(self.max_time, numbers.Real) and self.max_time > 0)):
             raise ValueError(f"max_time must be a positive number or None, got {self.max_time!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-
-    @property
-    def _torch_dtype(self):
-        return torch.float32 if self.dtype == "float32" else torch.float64
+        self._torch_dtype()
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X=None, y=None):
@@ -870,7 +865,7 @@ class VideoRPCANet(BaseTorchEstimator):
         start = time.perf_counter()
         self._check_params()
         device = self._resolve_device()
-        dtype = self._torch_dtype
+        dtype = self._torch_dtype()
         seeds = self._make_generator("cpu")
         if X is None:
             if y is not None:
@@ -971,7 +966,7 @@ class VideoRPCANet(BaseTorchEstimator):
         self._check_fitted("module_")
         is_torch = isinstance(video, torch.Tensor)
         with torch.no_grad(), self._thread_limit():
-            D, squeeze = _as_video_tensor(video, "video", self._torch_dtype, video.device if is_torch else self.device_)
+            D, squeeze = _as_video_tensor(video, "video", self._torch_dtype(), video.device if is_torch else self.device_)
             module = self.module_
             if next(module.parameters()).device != D.device:
                 module = copy.deepcopy(module).to(D.device)
