@@ -253,6 +253,19 @@ class IncompleteCholesky:
         return _ic0_solve(self.L.indptr, self.L.indices, self.L.data, np.ascontiguousarray(r, dtype=np.float64))
 
 
+def _check_vector(v, n, name, *, copy=False):
+    """A real, finite float64 vector of ``n`` entries (a column or row of ``n`` is accepted)."""
+    v = np.asarray(v)
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be real, got dtype {v.dtype}")
+    if v.size != n or v.ndim > 2:
+        raise ValueError(f"{name} has {v.size} entries (shape {np.shape(v)}); the system has {n} rows")
+    v = np.array(v, dtype=np.float64).ravel() if copy else v.astype(np.float64, copy=False).ravel()
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return v
+
+
 def _as_preconditioner(M, A):
     if M is None:
         return None
@@ -312,22 +325,8 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
     """
     A = check_spd_matrix(A)
     n = A.shape[0]
-    b = np.asarray(b)
-    if b.dtype.kind not in "biuf":
-        raise TypeError(f"b must be real, got dtype {b.dtype}")
-    b = b.astype(np.float64).ravel() if b.ndim <= 2 and b.size == n else b
-    if b.shape != (n,):
-        raise ValueError(f"b has shape {np.shape(b)}; A has {n} rows")
-    if not np.all(np.isfinite(b)):
-        raise ValueError("b contains NaN or infinity")
-    if x0 is None:
-        x = np.zeros(n)
-    else:
-        x = np.array(x0, dtype=np.float64).ravel()
-        if x.shape != (n,):
-            raise ValueError(f"x0 has {x.size} entries; A has {n} rows")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x0 contains NaN or infinity")
+    b = _check_vector(b, n, "b")
+    x = np.zeros(n) if x0 is None else _check_vector(x0, n, "x0", copy=True)
     rtol = check_real("rtol", rtol, positive=False)
     atol = check_real("atol", atol, positive=False)
     maxiter = 10 * n if maxiter is None else check_positive_int("maxiter", maxiter)

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from sciml._validation import check_positive_int, check_real
-from sciml.base import BaseTorchEstimator
+from sciml.base import BaseTorchEstimator, reset_parameters
 from sciml.sparse import spmm, spmv, to_torch_csr
 
-from .cg import CGResult, check_spd_matrix
+from .cg import CGResult, _check_vector, check_spd_matrix
 
 __all__ = ["lanczos_ritz", "ritz_rhs", "DCDMNetwork", "DCDMSolver"]
 
@@ -110,10 +110,6 @@ def ritz_rhs(vectors, n_rhs, *, low_fraction=0.5, low_weight=9.0, random_state=N
     coefs = rng.standard_normal((m, check_positive_int("n_rhs", n_rhs))) * weights[:, None]
     B = vectors @ coefs
     return B / np.linalg.norm(B, axis=0, keepdims=True)
-
-
-def _torch():
-    return torch
 
 
 class _ResBlock(torch.nn.Module):
@@ -240,12 +236,6 @@ class DCDMSolver(BaseTorchEstimator):
         self.verbose = verbose
         self.n_threads = n_threads
 
-    def _torch_dtype(self):
-        torch = _torch()
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        return getattr(torch, self.dtype)
-
     def fit(self, problem, y=None):
         """Train the direction network on one problem's matrix.
 
@@ -260,7 +250,6 @@ class DCDMSolver(BaseTorchEstimator):
         -------
         self
         """
-        torch = _torch()
         _check_problem(problem)
         check_positive_int("channels", self.channels)
         check_positive_int("levels", self.levels)
@@ -277,8 +266,6 @@ class DCDMSolver(BaseTorchEstimator):
         A = to_torch_csr(problem.A.astype(np.float32 if dtype == torch.float32 else np.float64), device=device)
         generator = self._make_generator()
         network = DCDMNetwork(problem.ndim, self.channels, self.levels).to(device=device, dtype=dtype)
-        from sciml.base import reset_parameters
-
         reset_parameters(network, self._make_generator("cpu"))
 
         def loss_fn():
@@ -317,19 +304,12 @@ class DCDMSolver(BaseTorchEstimator):
         x : ndarray of shape (n_rows,)
         result : solvers.cg.CGResult
         """
-        torch = _torch()
         self._check_fitted(["network_"])
         _check_problem(problem)
         A = problem.A
         n = A.shape[0]
-        b = np.asarray(b, dtype=np.float64).ravel()
-        if b.shape != (n,):
-            raise ValueError(f"b has {b.size} entries; the problem has {n} rows")
-        if not np.all(np.isfinite(b)):
-            raise ValueError("b contains NaN or infinity")
-        x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64).ravel()
-        if x.shape != (n,):
-            raise ValueError(f"x0 has {x.size} entries; the problem has {n} rows")
+        b = _check_vector(b, n, "b")
+        x = np.zeros(n) if x0 is None else _check_vector(x0, n, "x0", copy=True)
         keep = self.n_directions if n_directions is None else n_directions
         keep = check_positive_int("n_directions", keep)
         maxiter = check_positive_int("maxiter", maxiter)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +49,7 @@ import scipy.ndimage
 import scipy.sparse as sp
 
 from sciml._validation import check_float_dtype, check_positive_int, check_real
+from sciml.prox import _is_tensor
 
 __all__ = [
     "PoissonProblem",
@@ -113,11 +113,6 @@ def _check_grid_array(name, value, shape):
     if value.shape != shape:
         raise ValueError(f"{name} has shape {value.shape} but the grid has shape {shape}")
     return value
-
-
-def _is_tensor(obj):
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.Tensor)
 
 
 def _check_correlation_length(correlation_length, shape):

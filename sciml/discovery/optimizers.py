@@ -635,10 +635,6 @@ class BestSubset(SparseRegressor):
         self.normalize_columns = normalize_columns
         self.unbias = unbias
 
-    # The shared checks expect these; best subset has no iterations or path.
-    max_iter = 1
-    n_path = 1
-
     def _check_params(self):
         if self.max_terms is not None:
             check_positive_int("max_terms", self.max_terms)
