@@ -49,6 +49,9 @@ class CGResult:
         ``"converged"``, ``"maxiter"``, or the breakdown found.
     tolerance : float
         The absolute residual target ``max(rtol * ||b||, atol)``.
+    n_residual_steps : int
+        Learned solvers only: iterations that stepped along the residual
+        because the learned direction made no progress (0 for CG).
     """
 
     converged: bool
@@ -56,6 +59,7 @@ class CGResult:
     residual_norms: np.ndarray = field(repr=False)
     reason: str
     tolerance: float
+    n_residual_steps: int = 0
 
     @property
     def relative_residuals(self):

@@ -1,10 +1,12 @@
 """The learned conjugate-direction solver: Lanczos/Ritz data, training, solving."""
 
+import copy
 import pickle
 
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
+import torch
 
 from solvers.cg import cg
 from solvers.dcdm import DCDMSolver, lanczos_ritz, ritz_rhs
@@ -62,9 +64,9 @@ def test_solve_reaches_tolerance_and_matches_direct_solve(trained):
 def test_solve_on_larger_grids_and_unseen_geometry(trained):
     """The network is fully convolutional: it runs on other grids and geometries.
 
-    This briefly trained test model (150 steps, 8 channels) reduces the residual
-    there but stagnates (to ~1e-2 at 32x32 within 100 iterations), and the
-    result says so honestly; what longer training achieves is for the benchmark.
+    Keeping every direction (the default) makes even this briefly trained
+    model (150 steps, 8 channels) converge there; keeping the public code's
+    2 is never better.
     """
     _, model = trained
     for problem in (
@@ -72,12 +74,31 @@ def test_solve_on_larger_grids_and_unseen_geometry(trained):
         poisson((24, 24), boundary="neumann", obstacles=obstacle_mask((24, 24), "sphere")),
     ):
         b = rhs(problem, "smooth", random_state=4)
-        x, res = model.solve(problem, b, rtol=1e-6, maxiter=100)
+        x, res = model.solve(problem, b, rtol=1e-6, maxiter=200)
         true = np.linalg.norm(b - problem.A @ x)
         assert true == pytest.approx(res.residual_norms[-1])
-        assert true < 0.1 * np.linalg.norm(b)
-        assert res.converged == (true <= 1e-6 * np.linalg.norm(b))
-        assert res.converged or res.reason == "maxiter"
+        assert res.converged and true <= 1e-6 * np.linalg.norm(b)
+        _, two = model.solve(problem, b, rtol=1e-6, maxiter=200, n_directions=2)
+        assert res.n_iter <= two.n_iter
+        assert two.converged == (two.residual_norms[-1] <= two.tolerance)
+
+
+def test_residual_steps_replace_useless_directions(trained):
+    """A network whose output makes no progress falls back to the residual: CG itself."""
+    problem, model = trained
+    useless = copy.deepcopy(model)
+    with torch.no_grad():
+        useless.network_.out.weight.zero_()
+        useless.network_.out.bias.zero_()
+    b = rhs(problem, "randn", random_state=6)
+    x, res = useless.solve(problem, b, rtol=1e-8, maxiter=500)
+    _, plain = cg(problem.A, b, rtol=1e-8)
+    assert res.converged and res.n_residual_steps == res.n_iter
+    # Residuals A-orthogonalised against every earlier direction are CG's directions.
+    assert abs(res.n_iter - plain.n_iter) <= 2
+    np.testing.assert_allclose(problem.A @ x, b, atol=1e-8 * np.linalg.norm(b))
+    _, learned = model.solve(problem, b, rtol=1e-8, maxiter=500)
+    assert learned.n_residual_steps < learned.n_iter
 
 
 def test_pickle_and_bad_input(trained):
@@ -89,6 +110,8 @@ def test_pickle_and_bad_input(trained):
         model.solve(problem, b[:-1])
     with pytest.raises(ValueError, match="NaN"):
         model.solve(problem, np.full_like(b, np.nan))
+    with pytest.raises(ValueError, match="n_directions"):
+        model.solve(problem, b, n_directions="most")
     with pytest.raises(TypeError, match="PoissonProblem"):
         model.solve(problem.A, b)
     from sklearn.exceptions import NotFittedError
