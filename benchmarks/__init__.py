@@ -12,6 +12,7 @@ BENCHMARKS = {
     "unfolding": "benchmarks.unfolding",
     "rpca": "benchmarks.rpca",
     "sindy": "benchmarks.sindy",
+    "solvers": "benchmarks.solvers",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -192,7 +192,10 @@ class DCDMSolver(BaseTorchEstimator):
     max_iter : int, default=2000
         Optimizer steps.
     max_time : float or None, default=None
-        Wall-clock training budget in seconds.
+        Wall-clock budget of the optimizer loop in seconds (the Lanczos run
+        before it is not counted; ``train_time_`` is). A time budget makes
+        the number of steps, so the fitted network, depend on the machine's
+        speed: for repeatable fits bound ``max_iter`` instead.
     n_directions : int or "all", default="all"
         Previous directions each new one is A-orthogonalised against. The
         public code keeps 2, which suffices on the training box but
@@ -261,6 +264,7 @@ class DCDMSolver(BaseTorchEstimator):
         _check_problem(problem)
         check_positive_int("channels", self.channels)
         check_positive_int("levels", self.levels)
+        _check_n_directions(self.n_directions, 1)
         batch = check_positive_int("batch_size", self.batch_size)
         check_real("lr", self.lr)
         dtype = self._torch_dtype()
@@ -319,12 +323,9 @@ class DCDMSolver(BaseTorchEstimator):
         b = _check_vector(b, n, "b")
         x = np.zeros(n) if x0 is None else _check_vector(x0, n, "x0", copy=True)
         maxiter = check_positive_int("maxiter", maxiter)
-        keep = self.n_directions if n_directions is None else n_directions
-        if isinstance(keep, str):
-            if keep != "all":
-                raise ValueError(f'n_directions must be a positive integer or "all", got {keep!r}')
-            keep = maxiter
-        keep = check_positive_int("n_directions", keep)
+        keep = _check_n_directions(self.n_directions if n_directions is None else n_directions, maxiter)
+        if problem.ndim != self.network_.ndim:
+            raise ValueError(f"problem is {problem.ndim}-D but the network was trained on a {self.network_.ndim}-D grid")
         tolerance = max(check_real("rtol", rtol, positive=False) * float(np.linalg.norm(b)),
                         check_real("atol", atol, positive=False))
         A64 = A.astype(np.float64)
@@ -382,6 +383,15 @@ def _a_orthogonalise(q, directions):
     for p, Ap, pAp in directions:
         q -= (q @ Ap) / pAp * p
     return q
+
+
+def _check_n_directions(value, maxiter):
+    """``n_directions`` as an int (``"all"``: ``maxiter``)."""
+    if isinstance(value, str):
+        if value != "all":
+            raise ValueError(f'n_directions must be a positive integer or "all", got {value!r}')
+        return maxiter
+    return check_positive_int("n_directions", value)
 
 
 def _check_problem(problem):

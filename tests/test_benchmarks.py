@@ -148,3 +148,32 @@ def test_sindy_benchmark_contract(tmp_path):
     assert summary["weak_speedup_vs_pysindy"] == pytest.approx(weak["pysindy"]["best_s"] / weak["ours"]["best_s"])
     plain = {c["method"].split()[0]: c for c in result["cases"] if c["case"].startswith("timing plain")}
     assert summary["plain_fit_time_ratio"] == pytest.approx(plain["ours"]["best_s"] / plain["pysindy"]["best_s"])
+
+
+@pytest.mark.slow
+def test_solvers_benchmark_contract(tmp_path):
+    """The quick solver benchmark with a tiny training budget (minutes: slow)."""
+    pytest.importorskip("pyamg")
+    path = tmp_path / "solvers.json"
+    assert main(["solvers", "--quick", "--budget", "5", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["benchmark"] == "solvers" and result["quick"] is True
+    summary = result["summary"]
+    assert set(summary) >= {"dcdm_iters_64", "icpcg_iters_64", "dcdm_iter_ratio_vs_icpcg", "dcdm_converged_fraction",
+                            "dcdm_iter_growth", "train_s"}
+    rows = {(c["system"], c["rhs"], c["method"]): c for c in result["cases"]}
+    assert {m for _, _, m in rows} == {"dcdm", "scipy_cg", "ic0_pcg", "amg_pcg"}
+    assert summary["icpcg_iters_64"] == rows[("box3d_32", "randn", "ic0_pcg")]["iters_1e-6"]
+    assert summary["dcdm_iters_64"] == rows[("box3d_32", "randn", "dcdm")]["iters_1e-6"]
+    dcdm = [c for c in result["cases"] if c["method"] == "dcdm"]
+    assert summary["dcdm_converged_fraction"] == sum(c["converged"] for c in dcdm) / len(dcdm)
+    for case in result["cases"]:
+        if case["method"] != "dcdm":  # the anchors are what they claim
+            assert case["converged"]
+        if case["converged"]:  # 1e-4 comes no later than 1e-6
+            assert case["iters_1e-4"] <= case["iters_1e-6"] and case["s_1e-4"] <= case["s_1e-6"]
+    for (system, kind, method), case in rows.items():
+        if method == "ic0_pcg":
+            assert case["iters_1e-6"] < rows[(system, kind, "scipy_cg")]["iters_1e-6"]
+            assert rows[(system, kind, "amg_pcg")]["iters_1e-6"] < case["iters_1e-6"]
+            assert rows[(system, kind, "amg_pcg")]["setup_s"] > 0

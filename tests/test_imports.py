@@ -29,6 +29,7 @@ PACKAGES = [
     "solvers",
     "solvers.cg",
     "solvers.problems",
+    "solvers.dcdm",
     "benchmarks",
 ]
 

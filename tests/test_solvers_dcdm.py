@@ -112,6 +112,11 @@ def test_pickle_and_bad_input(trained):
         model.solve(problem, np.full_like(b, np.nan))
     with pytest.raises(ValueError, match="n_directions"):
         model.solve(problem, b, n_directions="most")
+    with pytest.raises(ValueError, match="n_directions"):
+        DCDMSolver(n_directions="two", max_iter=1).fit(problem)
+    cube = poisson((6, 6, 6))
+    with pytest.raises(ValueError, match="3-D but the network was trained on a 2-D grid"):
+        model.solve(cube, rhs(cube, "randn", random_state=0))
     with pytest.raises(TypeError, match="PoissonProblem"):
         model.solve(problem.A, b)
     from sklearn.exceptions import NotFittedError
