@@ -165,6 +165,10 @@ def test_solvers_benchmark_contract(tmp_path):
     assert {m for _, _, m in rows} == {"dcdm", "scipy_cg", "ic0_pcg", "amg_pcg"}
     assert summary["icpcg_iters_64"] == rows[("box3d_32", "randn", "ic0_pcg")]["iters_1e-6"]
     assert summary["dcdm_iters_64"] == rows[("box3d_32", "randn", "dcdm")]["iters_1e-6"]
+    if summary["dcdm_iters_64"] is not None:
+        assert summary["dcdm_iter_ratio_vs_icpcg"] == pytest.approx(
+            summary["dcdm_iters_64"] / summary["icpcg_iters_64"])
+    assert summary["dcdm_iter_ratio_vs_icpcg_worst"] >= summary["dcdm_iter_ratio_vs_icpcg"]
     dcdm = [c for c in result["cases"] if c["method"] == "dcdm"]
     assert summary["dcdm_converged_fraction"] == sum(c["converged"] for c in dcdm) / len(dcdm)
     for case in result["cases"]:

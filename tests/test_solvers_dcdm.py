@@ -80,6 +80,9 @@ def test_solve_on_larger_grids_and_unseen_geometry(trained):
         assert res.converged and true <= 1e-6 * np.linalg.norm(b)
         _, two = model.solve(problem, b, rtol=1e-6, maxiter=200, n_directions=2)
         assert res.n_iter <= two.n_iter
+        paper = copy.deepcopy(model).set_params(residual_step=False)
+        _, learned_only = paper.solve(problem, b, rtol=1e-6, maxiter=200)
+        assert learned_only.converged and res.n_iter <= learned_only.n_iter
         assert two.converged == (two.residual_norms[-1] <= two.tolerance)
 
 
