@@ -76,6 +76,7 @@ class _Clock:
         self.A, self.b = A, b
         self.start = time.perf_counter()
         self.paused = 0.0
+        self.setup = None  # seconds of setup, where a method reports it
         self.times, self.residuals = [], []
 
     def __call__(self, xk):
@@ -149,6 +150,7 @@ def run(quick=False, budget=None, seed=0):
     numba.set_num_threads(1)
     try:
         with thread_limit(1):
+            machine = machine_info()  # the thread counts the run used
             for name, ndim, n, problem, kinds, is_box in _systems(quick):
                 if ndim not in models:
                     models[ndim] = _dcdm_solver(ndim, budget, seed)
@@ -157,7 +159,6 @@ def run(quick=False, budget=None, seed=0):
                     b = rhs(problem, kind, random_state=seed + 1)
                     for method, solve in _methods(problem, models[ndim]).items():
                         clock = _Clock(problem.A, b)
-                        clock.setup = None
                         solve(b, clock)
                         case = {"system": name, "ndim": ndim, "n": n, "box": is_box, "rhs": kind, "method": method,
                                 "setup_s": clock.setup}
@@ -170,7 +171,7 @@ def run(quick=False, budget=None, seed=0):
         numba.set_num_threads(previous_numba_threads)
     summary = _summary(cases, quick)
     summary["train_s"] = float(max(train_s.values()))
-    return {"benchmark": "solvers", "quick": bool(quick), "machine": machine_info(), "cases": cases,
+    return {"benchmark": "solvers", "quick": bool(quick), "machine": machine, "cases": cases,
             "summary": summary}
 
 
