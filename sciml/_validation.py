@@ -8,11 +8,7 @@ import numpy as np
 
 def check_positive_int(name, value):
     """Return ``int(value)``; TypeError for non-integers, ValueError below 1."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r} of type {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
+    return _check_int(name, value, 1, "a positive integer")
 
 
 def check_float_dtype(dtype):
@@ -25,10 +21,14 @@ def check_float_dtype(dtype):
 
 def check_nonneg_int(name, value):
     """Return ``int(value)``; TypeError for non-integers, ValueError below 0."""
+    return _check_int(name, value, 0, "a non-negative integer")
+
+
+def _check_int(name, value, minimum, kind):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r} of type {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value}")
+        raise TypeError(f"{name} must be {kind}, got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be {kind}, got {value}")
     return int(value)
 
 

@@ -30,6 +30,7 @@ CUDA tensors).
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 
@@ -341,12 +342,12 @@ class DCDMSolver(BaseTorchEstimator):
             raise ValueError(f"problem is {problem.ndim}-D but the network was trained on a {self.network_.ndim}-D grid")
         tolerance = max(check_real("rtol", rtol, positive=False) * float(np.linalg.norm(b)),
                         check_real("atol", atol, positive=False))
-        A64 = A.astype(np.float64)
+        A64 = A.astype(np.float64, copy=False)
         dtype = next(self.network_.parameters()).dtype
         device = next(self.network_.parameters()).device
         r = b - spmv(A64, x)
         history = [float(np.linalg.norm(r))]
-        directions = []  # (p, A p, p^T A p), A-orthogonal
+        directions = collections.deque(maxlen=keep)  # (p, A p, p^T A p), A-orthogonal, newest last
         reason = "maxiter"
         n_iter = n_residual_steps = 0
         with self._thread_limit(), torch.no_grad():
@@ -379,8 +380,6 @@ class DCDMSolver(BaseTorchEstimator):
                     x += step * p
                     r -= step * Ap
                     directions.append((p, Ap, pAp))
-                    if len(directions) > keep:
-                        directions.pop(0)
                 if reason != "maxiter":
                     n_iter = k - 1
                     break
@@ -399,7 +398,7 @@ class DCDMSolver(BaseTorchEstimator):
 
 
 # Below this cosine between the network's direction and the residual, the
-# residual is used instead (the step along a direction is proportional to it).
+# direction is skipped (the step along a direction is proportional to it).
 _MIN_COSINE = 1e-3
 
 
