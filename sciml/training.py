@@ -7,8 +7,9 @@ Unfolded networks, RPCA networks, PINNs and the learned solver configure
 1. a first-order phase (Adam, AdamW, SGD or any ``torch.optim`` optimizer)
    of at most ``max_iter`` steps, with an optional learning-rate schedule
    and gradient clipping;
-2. an optional L-BFGS phase of at most ``lbfgs_iter`` iterations
-   (``torch.optim.LBFGS`` with a strong-Wolfe line search);
+2. an optional quasi-Newton phase of at most ``lbfgs_iter`` iterations
+   (L-BFGS or dense BFGS with a strong-Wolfe line search,
+   :class:`sciml.quasi_newton.QuasiNewton`);
 
 under a shared wall-clock budget, with early stopping on relative
 improvement, a non-finite / divergence guard, restoration of the best
@@ -90,6 +91,7 @@ def train(
     lbfgs_iter=0,
     lbfgs_loss_fn=None,
     lbfgs_kwargs=None,
+    quasi_newton="lbfgs",
     max_time=None,
     tol=1e-4,
     patience=None,
@@ -136,13 +138,20 @@ default="adam"
         Loss for the L-BFGS phase, e.g. a full-batch loss; L-BFGS needs a
         deterministic objective.  ``None`` uses ``loss_fn``.
     lbfgs_kwargs : dict or None, default=None
-        Extra arguments of ``torch.optim.LBFGS`` (``lr``, ``history_size``,
-        ``tolerance_grad``, ``tolerance_change``, ``line_search_fn``); the
-        defaults are torch's, with ``line_search_fn="strong_wolfe"`` and
-        ``max_eval=26`` (up to 25 line-search evaluations per iteration).
-        ``max_iter`` is always 1: each of our iterations is one L-BFGS
-        iteration, so budget, guards and progress act per iteration (this
-        costs one extra loss evaluation per iteration).
+        Arguments of :class:`sciml.quasi_newton.QuasiNewton`:
+        ``history_size`` (default 50), ``tolerance_grad`` (1e-9),
+        ``tolerance_change`` (1e-12), ``max_ls`` (25 line-search evaluations
+        per iteration).  Each of our iterations is one quasi-Newton
+        iteration, so budget, guards and progress act per iteration; the
+        loss and gradient of the accepted point are reused by the next one,
+        so an iteration costs only its line-search evaluations.
+    quasi_newton : {"lbfgs", "bfgs"} or QuasiNewton, default="lbfgs"
+        Limited-memory or dense BFGS.  An instance (built on the same
+        parameters) is used as is and keeps its curvature information
+        across calls, e.g. between rounds of collocation resampling
+        (``lbfgs_kwargs`` are then ignored).  Dense BFGS stores an ``n x n``
+        matrix (``n`` trainable parameters) and converges in several times
+        fewer iterations on small, stiff problems such as PINNs.
     max_time : float or None, default=None
         Wall-clock budget in seconds for both phases; checked after each
         iteration, so the last iteration may overrun it.
@@ -217,6 +226,19 @@ default="adam"
         raise ValueError(f"divergence must be a number > 1 or None, got {divergence!r}.")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
+    from .quasi_newton import QuasiNewton
+
+    if not (isinstance(quasi_newton, QuasiNewton) or quasi_newton in ("lbfgs", "bfgs")):
+        raise ValueError(
+            f"quasi_newton must be 'lbfgs', 'bfgs' or a QuasiNewton instance, got {quasi_newton!r}."
+        )
+    qn_kwargs = dict(lbfgs_kwargs or {})
+    unknown = set(qn_kwargs) - {"history_size", "tolerance_grad", "tolerance_change", "max_ls"}
+    if unknown:
+        raise ValueError(
+            f"Unknown lbfgs_kwargs {sorted(unknown)}; use history_size, tolerance_grad, "
+            "tolerance_change, max_ls."
+        )
 
     if isinstance(module, torch.nn.Module):
         params = [p for p in module.parameters() if p.requires_grad]
@@ -251,8 +273,7 @@ default="adam"
     t0 = time.perf_counter()
     n_lbfgs = 0
 
-    def record(loss):
-        """Validate and record one iteration's loss; snapshot if best."""
+    def check_loss(loss):
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError(
                 f"loss_fn must return a scalar torch.Tensor, got "
@@ -265,7 +286,13 @@ default="adam"
                 "The loss returned by loss_fn does not require grad: it does not "
                 "depend on the trainable parameters (or was computed under no_grad)."
             )
-        value = float(loss.detach())
+
+    def record(loss):
+        """Validate and record one iteration's loss; snapshot if best."""
+        check_loss(loss)
+        return record_value(float(loss.detach()))
+
+    def record_value(value):
         curve.append(value)
         it = len(curve) - 1
         if not math.isfinite(value):
@@ -322,44 +349,36 @@ default="adam"
                     stop_reason = "converged"
                     break
 
-        # ---- L-BFGS phase ----------------------------------------------
+        # ---- quasi-Newton phase -----------------------------------------
         if lbfgs_iter == 0:
             return stop_reason
         if restore_best and best["iter"] >= 0:
             load(best["state"])
-        # max_eval also bounds the line search (max_ls = max_eval - 1 when
-        # max_iter=1), so give it torch's classic 25 trials.
-        kw = {"line_search_fn": "strong_wolfe", "max_eval": 26}
-        kw.update(lbfgs_kwargs or {})
-        kw["max_iter"] = 1
-        wolfe = kw["line_search_fn"] == "strong_wolfe"
-        lbfgs = torch.optim.LBFGS(params, **kw)
+        if isinstance(quasi_newton, QuasiNewton):
+            qn = quasi_newton  # keeps its curvature from earlier calls
+            qn.reset_objective()
+        else:
+            qn = QuasiNewton(params, method=quasi_newton, **qn_kwargs)
         stop_reason = "max_iter"
         ref, stale = math.inf, 0
-        step_values = []  # loss of each L-BFGS iteration
 
         def closure():
-            lbfgs.zero_grad(set_to_none=True)
+            for p in params:
+                p.grad = None
             loss = lbfgs_fn()
-            if len(step_values) == n_lbfgs:
-                # First evaluation of this iteration: it is at the current
-                # (pre-update) parameters, so it is the one recorded.
-                step_values.append(record(loss))
+            check_loss(loss)
             loss.backward()
             return loss
 
         for _ in range(lbfgs_iter):
-            evals_before = lbfgs.state[params[0]].get("func_evals", 0)
-            lbfgs.step(closure)
-            value = step_values[-1]
+            value, converged = qn.step(closure)
             n_lbfgs += 1
+            # The loss of the accepted point, where the parameters now are.
+            record_value(value)
             tick(value)
             if out_of_time():
                 raise _Stop("max_time")
-            # One evaluation and no line search: the gradient is below
-            # tolerance or there is no descent direction; nothing moved.
-            evals = lbfgs.state[params[0]].get("func_evals", 0) - evals_before
-            if wolfe and evals <= 1:
+            if converged:
                 return "converged"
             ref, stale = _progress(value, ref, stale, tol)
             if patience is not None and stale >= patience:
@@ -374,12 +393,13 @@ default="adam"
             stop_reason = stop.reason
         finally:
             bar.close()
-        if restore_best and curve and stop_reason in ("max_iter", "converged", "max_time"):
-            # The parameters after the last update were never evaluated;
+        if restore_best and curve and not n_lbfgs and stop_reason in ("max_iter", "converged", "max_time"):
+            # The parameters after the last first-order update were never
+            # evaluated (a quasi-Newton iteration records its new point);
             # evaluate them once so that a last good step is not thrown away
             # (grad enabled: PINN losses differentiate w.r.t. their inputs).
             with torch.enable_grad():
-                final = float((lbfgs_fn if n_lbfgs else loss_fn)().detach())
+                final = float(loss_fn().detach())
             if math.isfinite(final) and final < best["loss"]:
                 best.update(loss=final, iter=len(curve), state=None)
 

@@ -200,15 +200,50 @@ def test_restore_best_restores_argmin_weights():
 
 
 def test_last_update_is_kept_when_it_is_best():
-    # 3 L-BFGS iterations on a quadratic: each improves a lot, so the
-    # parameters after the last one (never in the curve) are the best
+    # 3 gradient steps on a quadratic: each improves, so the parameters after
+    # the last one (never in the curve) are the best and are kept
     A = torch.diag(torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64))
     w = torch.ones(3, dtype=torch.float64, requires_grad=True)
     loss = lambda: w @ A @ w
-    res = train([w], loss, max_iter=0, lbfgs_iter=3)
+    res = train([w], loss, optimizer="sgd", lr=1e-3, max_iter=3)
     _check_result(res)
     assert res.n_iter == 3 and res.best_iter == 3
     assert float(loss().detach()) == res.best_loss < min(res.loss_curve)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "bfgs"])
+def test_quasi_newton_records_each_accepted_point(method):
+    # A quasi-Newton iteration records the loss where it leaves the
+    # parameters, so the curve's last entry is the current loss
+    A = torch.diag(torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64))
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    loss = lambda: w @ A @ w
+    res = train([w], loss, max_iter=0, lbfgs_iter=3, quasi_newton=method)
+    _check_result(res)
+    assert res.n_iter == 3 and res.best_iter == 2
+    assert float(loss().detach()) == res.best_loss == res.loss_curve[-1]
+    assert np.all(np.diff(res.loss_curve) < 0)
+
+
+def test_bfgs_solves_rosenbrock_in_fewer_iterations_than_lbfgs():
+    iters = {}
+    for method in ("lbfgs", "bfgs"):
+        w = torch.tensor([-1.2, 1.0], dtype=torch.float64, requires_grad=True)
+        rosen = lambda: (1 - w[0]) ** 2 + 100 * (w[1] - w[0] ** 2) ** 2
+        res = train([w], rosen, max_iter=0, lbfgs_iter=500, quasi_newton=method,
+                    lbfgs_kwargs={"tolerance_grad": 1e-10})
+        np.testing.assert_allclose(w.detach().numpy(), [1.0, 1.0], atol=1e-6)
+        assert res.stop_reason == "converged"
+        iters[method] = res.n_lbfgs_iter
+    assert iters["bfgs"] <= 60 and iters["lbfgs"] <= 60
+
+
+def test_quasi_newton_argument_errors():
+    w = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="quasi_newton must be"):
+        train([w], lambda: (w**2).sum(), lbfgs_iter=2, quasi_newton="newton")
+    with pytest.raises(ValueError, match="Unknown lbfgs_kwargs"):
+        train([w], lambda: (w**2).sum(), lbfgs_iter=2, lbfgs_kwargs={"line_search_fn": None})
 
 
 def test_optimizers_schedules_and_errors():

@@ -1,0 +1,192 @@
+"""Quasi-Newton optimizers for deterministic (full-batch) losses: BFGS and L-BFGS.
+
+:class:`QuasiNewton` keeps the loss and gradient of the accepted point of
+each line search, so one iteration costs only the line search's own
+evaluations (about 1.1 on smooth problems), where ``torch.optim.LBFGS``
+stepped one iteration at a time re-evaluates the starting point every call.
+
+``method="bfgs"`` keeps the dense inverse-Hessian approximation (``n^2``
+memory and ``O(n^2)`` work per iteration, updated in place by two rank-one
+updates): for the few thousand parameters of a PINN this costs about as
+much as one loss evaluation and converges in several times fewer iterations
+than L-BFGS (Urbán et al. 2024, "Unveiling the optimization process of
+physics informed neural networks").  ``method="lbfgs"`` is the usual
+limited-memory two-loop recursion, for larger models.
+
+The line search is torch's strong-Wolfe search (the one ``torch.optim.LBFGS``
+uses).
+"""
+
+import math
+
+__all__ = ["QuasiNewton"]
+
+
+class QuasiNewton:
+    """BFGS or L-BFGS on a list of tensors, one iteration per :meth:`step`.
+
+    Parameters
+    ----------
+    params : iterable of torch.Tensor
+        Leaf tensors with ``requires_grad``; updated in place.
+    method : {"bfgs", "lbfgs"}, default="bfgs"
+    history_size : int, default=50
+        Correction pairs kept by L-BFGS.
+    tolerance_grad : float, default=1e-9
+        Converged when the largest gradient entry is below this.
+    tolerance_change : float, default=1e-12
+        Converged when a step changes the loss, or moves the parameters, by
+        less than this.
+    max_ls : int, default=25
+        Maximum line-search evaluations per iteration.
+
+    Notes
+    -----
+    ``closure()`` must zero the gradients, compute the loss, call
+    ``backward()`` and return the loss.  After the objective changes (new
+    collocation points), call :meth:`reset_objective`: the curvature
+    information is kept, the cached loss is not.
+    """
+
+    def __init__(self, params, method="bfgs", history_size=50, tolerance_grad=1e-9,
+                 tolerance_change=1e-12, max_ls=25):
+        if method not in ("bfgs", "lbfgs"):
+            raise ValueError(f"method must be 'bfgs' or 'lbfgs', got {method!r}.")
+        self.params = [p for p in params]
+        if not self.params:
+            raise ValueError("QuasiNewton got no parameters.")
+        self.method = method
+        self.history_size = int(history_size)
+        self.tolerance_grad = float(tolerance_grad)
+        self.tolerance_change = float(tolerance_change)
+        self.max_ls = int(max_ls)
+        self.n = sum(p.numel() for p in self.params)
+        self.H = None  # dense inverse Hessian (bfgs)
+        self.pairs = []  # (s, y, rho) (lbfgs)
+        self.gamma = 1.0
+        self._fg = None
+        self.n_evals = 0
+
+    # -- flat views -------------------------------------------------------------------
+    def _get(self):
+        import torch
+
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    def _set(self, x):
+        import torch
+
+        i = 0
+        with torch.no_grad():
+            for p in self.params:
+                k = p.numel()
+                p.copy_(x[i : i + k].view_as(p))
+                i += k
+
+    def _eval(self, closure, x=None):
+        import torch
+
+        if x is not None:
+            self._set(x)
+        with torch.enable_grad():
+            loss = closure()
+        self.n_evals += 1
+        g = torch.cat([
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params
+        ])
+        return float(loss.detach()), g
+
+    def reset_objective(self):
+        """Forget the cached loss and gradient (the objective changed); keep the curvature."""
+        self._fg = None
+
+    # -- directions -------------------------------------------------------------------
+    def _direction(self, g):
+        if self.method == "bfgs":
+            return -g if self.H is None else -(self.H @ g)
+        q = g.clone()
+        alphas = []
+        for s, y, rho in reversed(self.pairs):
+            a = rho * float(s @ q)
+            alphas.append(a)
+            q.add_(y, alpha=-a)
+        q.mul_(self.gamma)
+        for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
+            b = rho * float(y @ q)
+            q.add_(s, alpha=a - b)
+        return -q
+
+    def _update(self, s, y):
+        sy = float(s @ y)
+        yy = float(y @ y)
+        # Skip pairs without enough positive curvature (keeps H positive definite).
+        if not (sy > 1e-10 * math.sqrt(float(s @ s) * yy)):
+            return
+        if self.method == "lbfgs":
+            if len(self.pairs) == self.history_size:
+                self.pairs.pop(0)
+            self.pairs.append((s, y, 1.0 / sy))
+            self.gamma = sy / yy
+            return
+        import torch
+
+        if self.H is None:
+            self.H = torch.eye(self.n, dtype=s.dtype, device=s.device).mul_(sy / yy)
+        Hy = self.H @ y
+        rho = 1.0 / sy
+        # H += rho^2 (sy + y'Hy) s s' - rho (Hy s' + s Hy'), as two in-place rank-one updates.
+        self.H.addr_(rho * rho * (sy + float(y @ Hy)) * s - rho * Hy, s)
+        self.H.addr_(s, Hy, alpha=-rho)
+
+    # -- one iteration ----------------------------------------------------------------
+    def step(self, closure):
+        """One quasi-Newton iteration with a strong-Wolfe line search.
+
+        Parameters
+        ----------
+        closure : callable
+            See the class notes.
+
+        Returns
+        -------
+        loss : float
+            Loss at the new parameters.
+        converged : bool
+            The gradient or the change fell below tolerance; further steps
+            would not move.
+        """
+        from torch.optim.lbfgs import _strong_wolfe
+
+        x = self._get()
+        if self._fg is None:
+            self._fg = self._eval(closure)
+        f, g = self._fg
+        if not math.isfinite(f):
+            return f, True
+        if float(g.abs().max()) <= self.tolerance_grad:
+            return f, True
+        d = self._direction(g)
+        gtd = float(g @ d)
+        first = self.H is None and not self.pairs
+        if not gtd < 0:  # lost descent (numerical): restart from steepest descent
+            self.H, self.pairs, self.gamma = None, [], 1.0
+            d, first = -g, True
+            gtd = float(g @ d)
+        t = min(1.0, 1.0 / float(g.abs().sum())) if first else 1.0
+
+        def obj(x0, t, d):
+            return self._eval(closure, x0 + t * d)
+
+        f_new, g_new, t, _ = _strong_wolfe(
+            obj, x, t, d, f, g, gtd, tolerance_change=self.tolerance_change, max_ls=self.max_ls
+        )
+        s = d.mul(t)
+        self._set(x + s)
+        if not math.isfinite(f_new):
+            self._fg = (f_new, g_new)
+            return f_new, True
+        self._update(s, g_new - g)
+        self._fg = (f_new, g_new)
+        moved = float(s.abs().max())
+        converged = abs(f_new - f) < self.tolerance_change or moved < self.tolerance_change
+        return f_new, converged
