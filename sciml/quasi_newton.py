@@ -6,8 +6,8 @@ evaluations (about 1.1 on smooth problems), where ``torch.optim.LBFGS``
 stepped one iteration at a time re-evaluates the starting point every call.
 
 ``method="bfgs"`` keeps the dense inverse-Hessian approximation (``n^2``
-memory and ``O(n^2)`` work per iteration, updated in place by two rank-one
-updates): for the few thousand parameters of a PINN this costs about as
+memory and ``O(n^2)`` work per iteration: one symmetric matrix-vector
+product and one symmetric rank-two update, through BLAS on the CPU): for the few thousand parameters of a PINN this costs about as
 much as one loss evaluation and converges in several times fewer iterations
 than L-BFGS (Urbán et al. 2024, "Unveiling the optimization process of
 physics informed neural networks").  ``method="lbfgs"`` is the usual
@@ -61,7 +61,8 @@ class QuasiNewton:
         self.tolerance_change = float(tolerance_change)
         self.max_ls = int(max_ls)
         self.n = sum(p.numel() for p in self.params)
-        self.H = None  # dense inverse Hessian (bfgs)
+        self.H = None  # dense inverse Hessian (bfgs): numpy, Fortran order, lower triangle, on the CPU
+        self._Hg = None  # H @ (current gradient), carried from the last update
         self.pairs = []  # (s, y, rho) (lbfgs)
         self.gamma = 1.0
         self._fg = None
@@ -99,11 +100,50 @@ class QuasiNewton:
     def reset_objective(self):
         """Forget the cached loss and gradient (the objective changed); keep the curvature."""
         self._fg = None
+        self._Hg = None
+
+    # -- dense inverse Hessian -------------------------------------------------------
+    # On the CPU H lives in a numpy array and only its lower triangle is kept
+    # current, updated by BLAS syr2 and applied by symv: half the memory
+    # traffic of full updates, which dominate an iteration for small models.
+    # On a GPU it is a torch tensor with full rank-one updates.
+    def _init_H(self, like, scale):
+        import numpy as np
+        import torch
+
+        if like.device.type == "cpu":
+            from scipy.linalg import blas
+
+            dtype = np.float64 if like.dtype == torch.float64 else np.float32
+            self.H = np.asfortranarray(np.eye(self.n, dtype=dtype) * scale)
+            self._symv, self._syr2 = blas.get_blas_funcs(("symv", "syr2"), (self.H,))
+        else:
+            self.H = torch.eye(self.n, dtype=like.dtype, device=like.device).mul_(scale)
+
+    def _matvec(self, v):
+        import torch
+
+        if isinstance(self.H, torch.Tensor):
+            return self.H @ v
+        return torch.from_numpy(self._symv(1.0, self.H, v.numpy(), lower=1))
+
+    def _rank2(self, u, s):
+        """H += u s' + s u'."""
+        import torch
+
+        if isinstance(self.H, torch.Tensor):
+            self.H.addr_(u, s).addr_(s, u)
+        else:
+            self.H = self._syr2(1.0, u.numpy(), s.numpy(), a=self.H, lower=1, overwrite_a=1)
 
     # -- directions -------------------------------------------------------------------
     def _direction(self, g):
         if self.method == "bfgs":
-            return -g if self.H is None else -(self.H @ g)
+            if self.H is None:
+                return -g
+            if self._Hg is None:
+                self._Hg = self._matvec(g)
+            return -self._Hg
         q = g.clone()
         alphas = []
         for s, y, rho in reversed(self.pairs):
@@ -116,11 +156,12 @@ class QuasiNewton:
             q.add_(s, alpha=a - b)
         return -q
 
-    def _update(self, s, y):
+    def _update(self, s, y, g_new):
         sy = float(s @ y)
         yy = float(y @ y)
         # Skip pairs without enough positive curvature (keeps H positive definite).
         if not (sy > 1e-10 * math.sqrt(float(s @ s) * yy)):
+            self._Hg = None  # it was H @ g_old; the gradient has moved on
             return
         if self.method == "lbfgs":
             if len(self.pairs) == self.history_size:
@@ -128,15 +169,19 @@ class QuasiNewton:
             self.pairs.append((s, y, 1.0 / sy))
             self.gamma = sy / yy
             return
-        import torch
-
         if self.H is None:
-            self.H = torch.eye(self.n, dtype=s.dtype, device=s.device).mul_(sy / yy)
-        Hy = self.H @ y
+            self._init_H(s, sy / yy)
+            Hg_old = None
+        else:
+            Hg_old = self._Hg  # H @ g_old, the direction's product (None after a restart)
+        Hg_new = self._matvec(g_new)
+        Hy = Hg_new - (Hg_old if Hg_old is not None else self._matvec(g_new - y))
         rho = 1.0 / sy
-        # H += rho^2 (sy + y'Hy) s s' - rho (Hy s' + s Hy'), as two in-place rank-one updates.
-        self.H.addr_(rho * rho * (sy + float(y @ Hy)) * s - rho * Hy, s)
-        self.H.addr_(s, Hy, alpha=-rho)
+        # BFGS: H += rho^2 (s'y + y'Hy) s s' - rho (Hy s' + s Hy') = u s' + s u'
+        u = (0.5 * rho * rho * (sy + float(y @ Hy))) * s - rho * Hy
+        self._rank2(u, s)
+        # The next direction's product, from the update (no second matvec).
+        self._Hg = Hg_new + u * float(s @ g_new) + s * float(u @ g_new)
 
     # -- one iteration ----------------------------------------------------------------
     def step(self, closure):
@@ -169,7 +214,7 @@ class QuasiNewton:
         gtd = float(g @ d)
         first = self.H is None and not self.pairs
         if not gtd < 0:  # lost descent (numerical): restart from steepest descent
-            self.H, self.pairs, self.gamma = None, [], 1.0
+            self.H, self.pairs, self.gamma, self._Hg = None, [], 1.0, None
             d, first = -g, True
             gtd = float(g @ d)
         t = min(1.0, 1.0 / float(g.abs().sum())) if first else 1.0
@@ -185,7 +230,7 @@ class QuasiNewton:
         if not math.isfinite(f_new):
             self._fg = (f_new, g_new)
             return f_new, True
-        self._update(s, g_new - g)
+        self._update(s, g_new - g, g_new)
         self._fg = (f_new, g_new)
         moved = float(s.abs().max())
         converged = abs(f_new - f) < self.tolerance_change or moved < self.tolerance_change
