@@ -13,6 +13,7 @@ BENCHMARKS = {
     "rpca": "benchmarks.rpca",
     "sindy": "benchmarks.sindy",
     "solvers": "benchmarks.solvers",
+    "pinns": "benchmarks.pinns",
 }
 
 __all__ = ["BENCHMARKS"]

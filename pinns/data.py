@@ -129,7 +129,7 @@ def fisher_kpp_solution(x, t, D=0.01, r=1.0, u0=None, x_range=(0.0, 1.0), nx=801
         Broadcastable query coordinates.
     D, r : float
     u0 : callable or None, default=None
-        Initial condition; ``None`` is ``0.05 + 0.45 exp(-((x - 0.3) / 0.08)^2)``
+        Initial condition; ``None`` is ``0.05 + 0.45 exp(-((x - 0.3) / 0.15)^2)``
         (a localised population that grows and spreads, so that the
         solution covers most of ``[0, 1]``).
     x_range : (float, float), default=(0, 1)
@@ -176,7 +176,7 @@ def fisher_kpp_solution(x, t, D=0.01, r=1.0, u0=None, x_range=(0.0, 1.0), nx=801
 def fisher_initial(x):
     """The default Fisher-KPP initial condition (see :func:`fisher_kpp_solution`)."""
     x = np.asarray(x, dtype=float)
-    return 0.05 + 0.45 * np.exp(-(((x - 0.3) / 0.08) ** 2))
+    return 0.05 + 0.45 * np.exp(-(((x - 0.3) / 0.15) ** 2))
 
 
 def noisy_samples(values, noise, random_state=None, scale="std"):

@@ -181,3 +181,24 @@ def test_solvers_benchmark_contract(tmp_path):
             assert case["iters_1e-6"] < rows[(system, kind, "scipy_cg")]["iters_1e-6"]
             assert rows[(system, kind, "amg_pcg")]["iters_1e-6"] < case["iters_1e-6"]
             assert rows[(system, kind, "amg_pcg")]["setup_s"] > 0
+
+
+@pytest.mark.slow
+def test_pinns_benchmark_contract(tmp_path):
+    """The quick PINN benchmark, DeepXDE included (about 3 minutes: slow)."""
+    pytest.importorskip("deepxde")
+    path = tmp_path / "pinns.json"
+    assert main(["pinns", "--quick", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["benchmark"] == "pinns" and result["quick"] is True
+    summary = result["summary"]
+    assert set(summary) >= {"burgers_rel_l2", "burgers_time_ratio_vs_deepxde", "lorenz_max_param_err",
+                            "lorenz_time_s", "kfield_rel_err", "fisher_symbolic_recovered"}
+    rows = {(c["problem"], c["method"]): c for c in result["cases"]}
+    assert summary["burgers_rel_l2"] == rows[("P1 burgers", "pinns")]["error"]
+    assert summary["kfield_rel_err"] == rows[("P3 k(x)", "pinns")]["error"]
+    assert 0 <= summary["fisher_symbolic_recovered"] <= 1
+    # the budgets hold (one round of overrun at most)
+    assert rows[("P2 lorenz", "pinns")]["wall_s"] < 20 + 10
+    # the noise floor row is the ODE's own maximum-likelihood fit: below 5 % at 5 % noise
+    assert rows[("P2 lorenz", "mle (ODE shooting)")]["error"] < 0.05
