@@ -382,6 +382,9 @@ def run(quick=False, seeds=None, deepxde_seeds=None, problems=("P1", "P2", "P3",
     cases, summary = [], {}
     with thread_limit(1):
         machine = machine_info()
+        # Starting numba's OpenMP layer (machine_info asks for it) can reset
+        # torch's count; every fit (ours and DeepXDE's) enters thread_limit(1).
+        machine["torch_threads"] = 1
         _warm_up()
         steps = {
             "P1": lambda: run_burgers(seeds, dx_seeds, quick, use_deepxde),
