@@ -15,8 +15,9 @@ DeepXDE geometry; conditions are :class:`DirichletBC`, :class:`NeumannBC`
 and :class:`InitialCondition`, soft or hard.  Reference solutions for
 checking live in :mod:`pinns.data`.
 
-Importing this package imports torch but nothing else heavy (DeepXDE is
-never imported by it).
+Importing this package prints nothing and imports neither torch's CUDA
+runtime nor DeepXDE (a DeepXDE geometry passed as a domain is used through
+its methods; the package never imports DeepXDE itself).
 """
 
 from .conditions import DirichletBC, InitialCondition, NeumannBC

@@ -190,7 +190,9 @@ def hard_transform(conditions, domain, n_outputs):
         scale = torch.ones_like(X[:, :1])
         if ics:
             scale = scale * (X[:, ta : ta + 1] - lo[ta]) / (hi[ta] - lo[ta])
-            G = _value(ics[0].value, X, n_outputs)
+            X0 = X.clone()  # the initial value is a function of x at t0, for every t
+            X0[:, ta] = lo[ta]
+            G = _value(ics[0].value, X0, n_outputs)
         else:
             G = _value(bcs[0].value, X, n_outputs)
         if bcs:

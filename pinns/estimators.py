@@ -130,8 +130,11 @@ def hidden_smoothness(net, n=64):
 
     d = net.lo.shape[1]
     s = torch.linspace(-1.0, 1.0, n, dtype=net.lo.dtype, device=net.lo.device)
-    grid = torch.stack(torch.meshgrid(*([s] * d), indexing="ij"), -1).reshape(-1, d) if d <= 2 else \
-        torch.rand(n * n, d, dtype=net.lo.dtype, device=net.lo.device, generator=None) * 2 - 1
+    if d <= 2:
+        grid = torch.stack(torch.meshgrid(*([s] * d), indexing="ij"), -1).reshape(-1, d)
+    else:  # an unscrambled Sobol set: fixed, and no draw from any RNG
+        grid = torch.quasirandom.SobolEngine(d, scramble=False).draw(n * n, dtype=net.lo.dtype).to(net.lo.device)
+        grid = grid * 2 - 1
     z = (net.lo + (grid + 1) / 2 * (net.hi - net.lo)).detach().requires_grad_(True)
     h = net(z)
     g = torch.autograd.grad(h.sum(), z, create_graph=True)[0] * (net.hi - net.lo) / 2
@@ -389,6 +392,8 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             check_positive_int("patience", self.patience)
         if not (self.loss_weights is None or self.loss_weights == "auto" or isinstance(self.loss_weights, dict)):
             raise ValueError(f"loss_weights must be 'auto', a dict or None, got {self.loss_weights!r}.")
+        if not isinstance(self.conditions, (list, tuple)):
+            raise TypeError(f"conditions must be a list of conditions, got {type(self.conditions).__name__}.")
         for c in self.conditions:
             if not isinstance(c, (DirichletBC, NeumannBC, InitialCondition)):
                 raise TypeError(f"conditions must be DirichletBC, NeumannBC or InitialCondition, got {c!r}.")
@@ -478,6 +483,10 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
                 pad = np.where(hi > lo, 0.0, 0.5)
                 domain = Box(lo - pad, hi + pad)
         observed = self._observed(n_outputs, Y.shape[1]) if Y is not None else []
+        for c in self.conditions:
+            comps = [] if c.component is None else np.atleast_1d(c.component).tolist()
+            if any(not isinstance(i, (int, np.integer)) or not 0 <= i < n_outputs for i in comps):
+                raise ValueError(f"{c!r}: component must name outputs in [0, {n_outputs}).")
         unknowns = _parse_unknowns(self.unknowns)
         known = {} if eq is None else dict(eq.params)
         if eq is None and (unknowns or self.conditions):
@@ -534,6 +543,14 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         weights = {} if self.loss_weights in (None, "auto") else {k: float(v) for k, v in self.loss_weights.items()}
         params = [p for p in module.parameters() if p.requires_grad]
 
+        if isinstance(self.loss_weights, dict):
+            with torch.enable_grad():
+                names = set(pinn_losses(module, eq, known, X_col, soft, cond_points, X_obs, y_obs, observed,
+                                        obs_scale))
+            unknown_terms = set(weights) - names
+            if unknown_terms:
+                raise ValueError(f"loss_weights names {sorted(unknown_terms)}, but the loss terms are {sorted(names)}.")
+
         def terms():
             return pinn_losses(module, eq, known, state["X_col"], soft, state["cond_points"],
                                X_obs, y_obs, observed, obs_scale)
@@ -573,7 +590,12 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
                 lo, hi = z2.detach().amin(0), z2.detach().amax(0)
                 if name in seen:
                     lo, hi = torch.minimum(lo, seen[name][0]), torch.maximum(hi, seen[name][1])
-                seen[name] = (lo, hi)
+                # Fed input columns of X (k(x)) or something else (f(u))?
+                of_inputs = z2.shape[0] == X_col.shape[0] and all(
+                    any(torch.equal(z2[:, i].detach(), X_col[:, j]) for j in range(X_col.shape[1]))
+                    for i in range(z2.shape[1])
+                )
+                seen[name] = (lo, hi, of_inputs and seen.get(name, (0, 0, True))[2])
                 return net(z)
 
             return call
@@ -595,10 +617,11 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
                 continue
             if name not in seen:
                 raise ValueError(f"The residual never calls the hidden term {name!r}.")
-            lo, hi = seen[name]
+            lo, hi, of_inputs = seen[name]
             # A term of the outputs (f(u)): the initial network spans little of
-            # their range, the observations span it; use both.
-            if Y is not None and lo.numel() == len(observed):
+            # their range, the observations span it; use both.  A term of the
+            # coordinates (k(x)) keeps the domain's range.
+            if Y is not None and not of_inputs and lo.numel() == len(observed):
                 ylo = torch.as_tensor(Y.min(0), dtype=lo.dtype, device=lo.device)
                 yhi = torch.as_tensor(Y.max(0), dtype=lo.dtype, device=lo.device)
                 lo, hi = torch.minimum(lo, ylo), torch.maximum(hi, yhi)
@@ -630,9 +653,12 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             budget = remaining()
             if budget is not None and budget <= 0:
                 return "max_time"
+            # While "auto" weights move (Adam rounds), losses before and after an
+            # update are not comparable: keep the last weights, not the "best".
+            moving = self.loss_weights == "auto" and n_adam > 0
             res = self._train(
                 module, loss_fn, optimizer=optimizer, lr=self.lr, max_iter=n_adam, lbfgs_iter=n_lbfgs_round,
-                max_time=budget, tol=self.tol, patience=self.patience, restore_best=True,
+                max_time=budget, tol=self.tol, patience=self.patience, restore_best=not moving,
                 quasi_newton=qn,
             )
             if res.best_loss < best_loss:
@@ -641,6 +667,7 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             n_lbfgs += res.n_lbfgs_iter
             if self.callback is not None and res.loss_curve:
                 self.module_ = module
+                self.params_ = {k: float(v.detach()) for k, v in module.unknown_values().items()}
                 info = {"iteration": len(curve), "elapsed": time.perf_counter() - t0,
                         "loss": res.loss_curve[-1]}
                 if self.callback(self, info) is True:
@@ -917,7 +944,8 @@ class HiddenTermPINN(PINNRegressor):
         from sklearn.preprocessing import PolynomialFeatures
 
         lo, hi = self.hidden_range(name)
-        # Sample inside the range the term was trained on (evenly per column).
+        # Sample inside the range the term was trained on (a grid for one
+        # input, uniform draws from a fixed seed for several).
         n = self.n_symbolic_points
         grids = [np.linspace(a, b, n) for a, b in zip(lo, hi)]
         if len(grids) == 1:

@@ -40,9 +40,10 @@ class TrainResult:
     Attributes
     ----------
     loss_curve : list of float
-        Loss of every iteration, evaluated at the parameters *before* that
-        iteration's update (first-order steps first, then L-BFGS
-        iterations).  A final non-finite loss that stopped training is
+        Loss of every iteration: for a first-order step, at the parameters
+        *before* its update; for a quasi-Newton iteration, at the point its
+        line search accepted (where the parameters then are).  First-order
+        steps come first.  A final non-finite loss that stopped training is
         included.
     n_iter : int
         Number of iterations run, ``len(loss_curve)``.
@@ -60,8 +61,8 @@ class TrainResult:
     elapsed : float
         Wall-clock seconds spent in :func:`train`.
     n_lbfgs_iter : int
-        How many of the ``n_iter`` iterations were L-BFGS iterations (they
-        are the last ones of ``loss_curve``).
+        How many of the ``n_iter`` iterations were quasi-Newton (L-BFGS or
+        BFGS) iterations (they are the last ones of ``loss_curve``).
     """
 
     loss_curve: list

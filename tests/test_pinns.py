@@ -428,3 +428,39 @@ def test_sklearn_estimator_checks():
         )
     failed = [r for r in results if r["status"] == "failed"]
     assert not failed, [(r["check_name"], str(r["exception"])[:200]) for r in failed]
+
+
+def _ic_with_time(X):
+    # equals sin(pi x) at t = 0; a hard condition must only ever use that slice
+    return torch.sin(math.pi * X[:, :1]) + X[:, :1] * X[:, 1:]
+
+
+def test_hard_initial_value_is_taken_at_t0():
+    box = Box([0, 0], [1, 1], names=["x", "t"], time="t")
+    model = PINNRegressor(diffusion_reaction(k=1.0), domain=box,
+                          conditions=[InitialCondition(_ic_with_time, hard=True), DirichletBC(0.0, hard=True)],
+                          hidden_layer_sizes=(4,), n_collocation=8, max_iter=1, lbfgs_iter=0, random_state=0).fit()
+    edge = np.array([[1.0, 0.5], [0.0, 0.9]])
+    np.testing.assert_allclose(model.predict(edge), 0.0, atol=1e-15)
+    x0 = np.array([[0.25, 0.0], [0.5, 0.0]])
+    np.testing.assert_allclose(model.predict(x0), np.sin(np.pi * x0[:, 0]), atol=1e-15)
+
+
+def test_hidden_term_of_a_coordinate_keeps_the_domain_range():
+    x, u = np.linspace(0, 1, 15)[:, None], 3.0 * diffusion_reaction_solution(np.linspace(0, 1, 15))
+    model = HiddenTermPINN(diffusion_reaction(l=0.01), domain=Box([0], [1], names=["x"]),
+                           conditions=[DirichletBC(0.0, hard=True)], hidden_layer_sizes=(4,),
+                           n_collocation=32, max_iter=1, lbfgs_iter=0, random_state=0).fit(x, u)
+    net = model.module_.hidden["k"]
+    # k(x) is scaled by the x range of the collocation points (plus 5 %), not by the range of u (about +-4)
+    assert float(net.lo) == pytest.approx(-0.05, abs=0.05) and float(net.hi) == pytest.approx(1.05, abs=0.05)
+
+
+def test_more_bad_parameters():
+    x, y = np.array([[0.2], [0.5]]), np.array([0.1, 0.2])
+    with pytest.raises(ValueError, match="loss terms are"):
+        _fast(loss_weights={"residual": 1.0, "physics": 2.0}).fit(x, y)
+    with pytest.raises(TypeError, match="list of conditions"):
+        _fast(conditions=DirichletBC(0.0)).fit(x, y)
+    with pytest.raises(ValueError, match="component"):
+        _fast(conditions=[DirichletBC(0.0, component=2)]).fit(x, y)
