@@ -200,6 +200,7 @@ class QuasiNewton:
             The gradient or the change fell below tolerance; further steps
             would not move.
         """
+        import torch
         from torch.optim.lbfgs import _strong_wolfe
 
         x = self._get()
@@ -219,14 +220,26 @@ class QuasiNewton:
             gtd = float(g @ d)
         t = min(1.0, 1.0 / float(g.abs().sum())) if first else 1.0
 
+        nonfinite_steps = set()
+
         def obj(x0, t, d):
-            return self._eval(closure, x0 + t * d)
+            f_t, g_t = self._eval(closure, x0 + t * d)
+            if not (math.isfinite(f_t) and bool(torch.isfinite(g_t).all())):
+                nonfinite_steps.add(float(t))
+                # A trial point that overflows (e.g. exp of a log-parametrised
+                # unknown): report it as much worse than the start, with the
+                # start's slope, so the line search backs off instead of
+                # accepting or extrapolating from it.
+                return f + 1e3 * (abs(f) + 1.0), g
+            return f_t, g_t
 
         f_new, g_new, t, _ = _strong_wolfe(
             obj, x, t, d, f, g, gtd, tolerance_change=self.tolerance_change, max_ls=self.max_ls
         )
         s = d.mul(t)
         self._set(x + s)
+        if float(t) in nonfinite_steps:  # the search ended on a point that overflowed
+            f_new = math.inf
         if not math.isfinite(f_new):
             self._fg = (f_new, g_new)
             return f_new, True
