@@ -13,6 +13,8 @@ import numbers
 
 import numpy as np
 
+from sciml._validation import check_positive_int
+
 __all__ = ["DirichletBC", "NeumannBC", "InitialCondition"]
 
 
@@ -39,16 +41,11 @@ def _value(value, X, n_out):
     return v
 
 
-def _check_n_points(n_points):
-    if isinstance(n_points, bool) or not isinstance(n_points, numbers.Integral) or n_points < 1:
-        raise ValueError(f"n_points must be a positive int, got {n_points!r}.")
-
-
 class _Condition:
     hard = False
 
     def __init__(self, value=0.0, component=None, n_points=100, hard=False):
-        _check_n_points(n_points)
+        check_positive_int("n_points", n_points)
         self.value = value
         self.component = component
         self.n_points = n_points

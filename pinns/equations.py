@@ -22,9 +22,10 @@ a derivative) and returning ``(n, k)``.  It returns ``(n,)`` or
 import functools
 import inspect
 import math
-import numbers
 
 import numpy as np
+
+from sciml._validation import check_positive_int
 
 from .ops import derivative, laplacian
 
@@ -70,11 +71,8 @@ class HiddenTerm:
 
     def __init__(self, n_inputs=1, n_outputs=1, hidden_layer_sizes=(20, 20), activation="tanh",
                  positive=False, smoothness=0.0, input_range=None, input_names=None):
-        for name, v in (("n_inputs", n_inputs), ("n_outputs", n_outputs)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}.")
-        self.n_inputs = int(n_inputs)
-        self.n_outputs = int(n_outputs)
+        self.n_inputs = check_positive_int("n_inputs", n_inputs)
+        self.n_outputs = check_positive_int("n_outputs", n_outputs)
         self.hidden_layer_sizes = tuple(hidden_layer_sizes)
         self.activation = activation
         self.positive = bool(positive)
@@ -117,10 +115,8 @@ class Equation:
                  input_names=None, output_names=None, name=None):
         if not callable(residual):
             raise TypeError(f"residual must be callable, got {type(residual).__name__}.")
-        if isinstance(n_outputs, bool) or not isinstance(n_outputs, numbers.Integral) or n_outputs < 1:
-            raise ValueError(f"n_outputs must be a positive int, got {n_outputs!r}.")
         self.residual = residual
-        self.n_outputs = int(n_outputs)
+        self.n_outputs = check_positive_int("n_outputs", n_outputs)
         self.params = {} if params is None else {k: float(v) for k, v in dict(params).items()}
         self.hidden_terms = {} if hidden_terms is None else dict(hidden_terms)
         for k, v in self.hidden_terms.items():

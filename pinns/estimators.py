@@ -24,7 +24,8 @@ from .conditions import DirichletBC, InitialCondition, NeumannBC, check_hard_con
 from .equations import Equation
 from .geometry import Box, as_domain
 
-__all__ = ["PINNRegressor", "HiddenTermPINN", "Unknown", "pinn_losses", "rad_resample", "grad_norm_weights"]
+__all__ = ["PINNRegressor", "HiddenTermPINN", "Unknown", "pinn_losses", "rad_resample", "grad_norm_weights",
+           "hidden_input_ranges"]
 
 
 class Unknown:
@@ -163,6 +164,43 @@ def equation_residual(module, equation, known_params, X, record=None):
             f"{X.shape[0]} points; it must be ({X.shape[0]},) or ({X.shape[0]}, n_equations)."
         )
     return r
+
+
+def hidden_input_ranges(module, equation, known_params, X):
+    """Range of the inputs each hidden term receives when the residual is evaluated at ``X``.
+
+    Returns
+    -------
+    dict of str to (lo, hi, of_inputs)
+        Per hidden term called by the residual: the column-wise minimum and
+        maximum (torch tensors) over all its calls, and whether every call
+        was fed columns of ``X`` itself (a term of the coordinates, such as
+        ``k(x)``, rather than of the outputs, such as ``f(u)``).
+    """
+    import torch
+
+    seen = {}
+    X = X.detach()
+
+    def recorder(name):
+        net = module.hidden[name]
+
+        def call(z):
+            z2 = (z[:, None] if z.ndim == 1 else z).detach()
+            lo, hi = z2.amin(0), z2.amax(0)
+            of_inputs = z2.shape[0] == X.shape[0] and all(
+                any(torch.equal(z2[:, i], X[:, j]) for j in range(X.shape[1])) for i in range(z2.shape[1])
+            )
+            if name in seen:
+                lo0, hi0, of0 = seen[name]
+                lo, hi, of_inputs = torch.minimum(lo, lo0), torch.maximum(hi, hi0), of_inputs and of0
+            seen[name] = (lo, hi, of_inputs)
+            return net(z)
+
+        return call
+
+    equation_residual(module, equation, known_params, X, record={n: recorder(n) for n in module.hidden})
+    return seen
 
 
 def grad_norm_weights(terms, params, weights, momentum=0.9):
@@ -580,26 +618,6 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         """Scale each hidden term's inputs by the range it is evaluated on (probe call)."""
         import torch
 
-        seen = {}
-
-        def recorder(name):
-            net = module.hidden[name]
-
-            def call(z):
-                z2 = z[:, None] if z.ndim == 1 else z
-                lo, hi = z2.detach().amin(0), z2.detach().amax(0)
-                if name in seen:
-                    lo, hi = torch.minimum(lo, seen[name][0]), torch.maximum(hi, seen[name][1])
-                # Fed input columns of X (k(x)) or something else (f(u))?
-                of_inputs = z2.shape[0] == X_col.shape[0] and all(
-                    any(torch.equal(z2[:, i].detach(), X_col[:, j]) for j in range(X_col.shape[1]))
-                    for i in range(z2.shape[1])
-                )
-                seen[name] = (lo, hi, of_inputs and seen.get(name, (0, 0, True))[2])
-                return net(z)
-
-            return call
-
         spec_ranges = {}
         for name, spec in eq.hidden_terms.items():
             if spec.input_range is not None:
@@ -607,8 +625,7 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
                 if not hi > lo:
                     raise ValueError(f"input_range of hidden term {name!r} must be (low, high) with low < high.")
                 spec_ranges[name] = (lo, hi)
-        record = {name: recorder(name) for name in eq.hidden_terms}
-        equation_residual(module, eq, known, X_col, record=record)
+        seen = hidden_input_ranges(module, eq, known, X_col)
         for name in eq.hidden_terms:
             net = module.hidden[name]
             if name in spec_ranges:
@@ -890,29 +907,19 @@ class HiddenTermPINN(PINNRegressor):
             return net(torch.as_tensor(Z, dtype=net.lo.dtype, device=net.lo.device)).cpu().numpy()
 
     def hidden_range(self, name):
-        """The input range of hidden term ``name`` seen at the collocation points of the fitted model.
+        """The input range of hidden term ``name`` seen at the last collocation points of the fitted model.
 
         Returns
         -------
         lo, hi : ndarray of shape (n_inputs,)
         """
         self._check_fitted("module_")
-        seen = {}
-
-        def recorder(n):
-            net = self.module_.hidden[n]
-
-            def call(z):
-                z2 = z[:, None] if z.ndim == 1 else z
-                seen[n] = (z2.detach().amin(0).cpu().numpy(), z2.detach().amax(0).cpu().numpy())
-                return net(z)
-
-            return call
-
-        Xt = self._as_input(self.collocation_points_)
-        equation_residual(self.module_, self.equation, self._known_params(), Xt,
-                          record={n: recorder(n) for n in self.module_.hidden})
-        return seen[name]
+        if name not in self.module_.hidden:
+            raise KeyError(f"No hidden term {name!r}; the equation has {list(self.module_.hidden)}.")
+        seen = hidden_input_ranges(self.module_, self.equation, self._known_params(),
+                                   self._as_input(self.collocation_points_))
+        lo, hi, _ = seen[name]
+        return lo.cpu().numpy(), hi.cpu().numpy()
 
     def _sparse_fit(self, Theta, H, optimizer):
         """Coefficients of the symbolic form, shape (n_outputs, n_terms).
