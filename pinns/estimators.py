@@ -116,16 +116,19 @@ def pinn_losses(module, equation, known_params, X_col, conditions, cond_points, 
     if equation is not None:
         for name, spec in equation.hidden_terms.items():
             if spec.smoothness > 0:
-                terms[f"smoothness[{name}]"] = spec.smoothness * hidden_smoothness(module.hidden[name])
+                terms[f"smoothness[{name}]"] = spec.smoothness * hidden_smoothness(
+                    module.hidden[name], order=spec.smoothness_order)
     return terms
 
 
-def hidden_smoothness(net, n=64):
-    """Mean squared gradient of a hidden term over its input range (scaled units).
+def hidden_smoothness(net, n=64, order=1):
+    """Mean squared derivative of a hidden term over its input range (scaled units).
 
     Inputs are scaled to [-1, 1] (a fixed grid along each input, so the
-    penalty is deterministic); the gradient is measured in the scaled
-    inputs, so the penalty does not depend on the units of ``z``.
+    penalty is deterministic); derivatives are taken in the scaled inputs,
+    so the penalty does not depend on the units of ``z``.  A positive term
+    is penalised through ``log h``.  ``order=2`` sums the squares of all
+    second derivatives (the thin-plate penalty in two inputs).
     """
     import torch
 
@@ -136,10 +139,22 @@ def hidden_smoothness(net, n=64):
     else:  # an unscrambled Sobol set: fixed, and no draw from any RNG
         grid = torch.quasirandom.SobolEngine(d, scramble=False).draw(n * n, dtype=net.lo.dtype).to(net.lo.device)
         grid = grid * 2 - 1
-    z = (net.lo + (grid + 1) / 2 * (net.hi - net.lo)).detach().requires_grad_(True)
+    half_width = (net.hi - net.lo) / 2
+    z = (net.lo + (grid + 1) * half_width).detach().requires_grad_(True)
     h = net(z)
-    g = torch.autograd.grad(h.sum(), z, create_graph=True)[0] * (net.hi - net.lo) / 2
-    return g.pow(2).sum(1).mean()
+    if net.positive:
+        h = torch.log(h)
+    # one scalar per term output keeps the outputs' derivatives apart
+    g = torch.stack([torch.autograd.grad(h[:, j].sum(), z, create_graph=True)[0] * half_width
+                     for j in range(h.shape[1])], 1)  # (m, n_outputs, d)
+    if order == 1:
+        return g.pow(2).sum((1, 2)).mean()
+    total = 0.0
+    for j in range(g.shape[1]):
+        for i in range(d):
+            total = total + (torch.autograd.grad(g[:, j, i].sum(), z, create_graph=True)[0]
+                             * half_width).pow(2).sum(1)
+    return total.mean()
 
 
 def equation_residual(module, equation, known_params, X, record=None):

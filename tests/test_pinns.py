@@ -30,7 +30,6 @@ from pinns.data import (
     diffusion_reaction_solution,
     fisher_kpp_solution,
     fisher_observations,
-    kfield_true,
     lorenz_solution,
 )
 
@@ -277,9 +276,51 @@ def test_hidden_field_is_positive_and_smoothness_counts():
     assert "smoothness[k]" in model.loss_terms_
     k = model.hidden_term("k", np.linspace(0, 1, 30))
     assert k.shape == (30, 1) and np.all(k > 0)
-    assert np.isfinite(kfield_true(0.5))
     with pytest.raises(ValueError, match="hidden_terms"):
         HiddenTermPINN(diffusion_reaction(k=1.0), domain=Box([0], [1])).fit(x, u)
+
+
+class _QuadraticTerm(torch.nn.Module):
+    """``h(z) = c * |z|^2`` per output (``exp`` of it when positive), for the penalty's analytic values."""
+
+    def __init__(self, lo, hi, positive, c=(1.0,)):
+        super().__init__()
+        self.register_buffer("lo", torch.tensor([lo], dtype=torch.float64))
+        self.register_buffer("hi", torch.tensor([hi], dtype=torch.float64))
+        self.positive = positive
+        self.c = torch.tensor([c], dtype=torch.float64)
+
+    def forward(self, z):
+        q = z.pow(2).sum(1, keepdim=True) * self.c
+        return torch.exp(q) if self.positive else q
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_hidden_smoothness_penalty_matches_analytic_derivatives(positive):
+    from pinns.estimators import hidden_smoothness as penalty
+
+    def hidden_smoothness(net, order):
+        return penalty(net, order=order).detach()
+
+    # one input on [0, 2]: scaled half-width 1, so d/ds = d/dz; h = z^2 (log h = z^2 when positive)
+    z = torch.linspace(0, 2, 64, dtype=torch.float64)
+    one = _QuadraticTerm([0.0], [2.0], positive)
+    assert float(hidden_smoothness(one, order=1)) == pytest.approx(float((2 * z).pow(2).mean()), rel=1e-12)
+    assert float(hidden_smoothness(one, order=2)) == pytest.approx(4.0, rel=1e-12)
+    # two inputs on [0, 2] x [0, 4]: half-widths 1 and 2, so the scaled Hessian is diag(2, 8)
+    two = _QuadraticTerm([0.0, 0.0], [2.0, 4.0], positive)
+    assert float(hidden_smoothness(two, order=2)) == pytest.approx(4.0 + 64.0, rel=1e-12)
+    # outputs are penalised one by one: (2 * 1)^2 + (2 * 3)^2
+    pair = _QuadraticTerm([0.0], [2.0], False, c=(1.0, 3.0))
+    assert float(hidden_smoothness(pair, order=2)) == pytest.approx(40.0, rel=1e-12)
+
+
+def test_smoothness_order_is_checked():
+    assert diffusion_reaction().hidden_terms["k"].smoothness_order == 2
+    with pytest.raises(ValueError, match="smoothness_order must be 1 or 2"):
+        HiddenTerm(smoothness=1e-3, smoothness_order=3)
+    with pytest.raises(ValueError, match="smoothness must be a non-negative number"):
+        HiddenTerm(smoothness=-1.0)
 
 
 # --- bad input ------------------------------------------------------------------------
