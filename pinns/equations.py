@@ -272,7 +272,7 @@ def _fisher_residual(X, u, p):
     return derivative(u, X, 1) - p["D"] * derivative(u, X, 0, order=2) - p["r"] * u * (1 - u)
 
 
-def fisher_kpp(D=0.01, r=None, smoothness=0.0):
+def fisher_kpp(D=0.01, r=None, smoothness=1e-4, smoothness_order=2):
     """Fisher-KPP ``u_t = D u_xx + f(u)``; inputs ``(x, t)``.
 
     Parameters
@@ -283,10 +283,16 @@ def fisher_kpp(D=0.01, r=None, smoothness=0.0):
         parameter ``"r"``; ``None`` makes ``f`` a hidden term learned from
         data (its symbolic form is then discovered by
         :class:`~pinns.HiddenTermPINN`).
-    smoothness : float, default=0.0
+    smoothness : float, default=1e-4
         Smoothness penalty of the hidden ``f`` (see :class:`HiddenTerm`).
+    smoothness_order : {1, 2}, default=2
+        The curvature penalty damps the wiggles that sparse noisy data leave
+        in ``f`` where few points constrain it (small ``u``); on two data
+        draws of the benchmark's problem P4 other than its own, it lowered
+        the error of ``f`` from 6.4 % and 5.6 % to 5.2 % and 3.1 %.
     """
     if r is None:
         return Equation(_fisher_hidden, params={"D": D}, input_names=("x", "t"), name="fisher_kpp",
-                        hidden_terms={"f": HiddenTerm(smoothness=smoothness, input_names=("u",))})
+                        hidden_terms={"f": HiddenTerm(smoothness=smoothness, smoothness_order=smoothness_order,
+                                                      input_names=("u",))})
     return Equation(_fisher_residual, params={"D": D, "r": r}, input_names=("x", "t"), name="fisher_kpp")
