@@ -23,6 +23,7 @@ from sciml.base import BaseTorchEstimator
 from .conditions import DirichletBC, InitialCondition, NeumannBC, check_hard_consistency
 from .equations import Equation
 from .geometry import Box, as_domain
+from .ops import gradient
 
 __all__ = ["PINNRegressor", "HiddenTermPINN", "Unknown", "pinn_losses", "rad_resample", "grad_norm_weights",
            "hidden_input_ranges"]
@@ -144,16 +145,14 @@ def hidden_smoothness(net, n=64, order=1):
     h = net(z)
     if net.positive:
         h = torch.log(h)
-    # one scalar per term output keeps the outputs' derivatives apart
-    g = torch.stack([torch.autograd.grad(h[:, j].sum(), z, create_graph=True)[0] * half_width
-                     for j in range(h.shape[1])], 1)  # (m, n_outputs, d)
-    if order == 1:
-        return g.pow(2).sum((1, 2)).mean()
     total = 0.0
-    for j in range(g.shape[1]):
+    for j in range(h.shape[1]):  # output by output, so that outputs cannot cancel
+        g = gradient(h, z, component=j) * half_width
+        if order == 1:
+            total = total + g.pow(2).sum(1)
+            continue
         for i in range(d):
-            total = total + (torch.autograd.grad(g[:, j, i].sum(), z, create_graph=True)[0]
-                             * half_width).pow(2).sum(1)
+            total = total + (gradient(g[:, i : i + 1], z) * half_width).pow(2).sum(1)
     return total.mean()
 
 
