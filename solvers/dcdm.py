@@ -37,7 +37,7 @@ import time
 import numpy as np
 import torch
 
-from sciml._validation import check_positive_int, check_real
+from sciml._validation import check_nonneg_int, check_positive_int, check_real
 from sciml.base import BaseTorchEstimator, reset_parameters
 from sciml.sparse import spmm, spmv, to_torch_csr
 
@@ -236,6 +236,7 @@ class DCDMSolver(BaseTorchEstimator):
         max_iter=2000,
         max_time=None,
         n_directions="all",
+        coarse_levels="auto",
         residual_step=True,
         dtype="float32",
         random_state=None,
@@ -252,6 +253,7 @@ class DCDMSolver(BaseTorchEstimator):
         self.max_iter = max_iter
         self.max_time = max_time
         self.n_directions = n_directions
+        self.coarse_levels = coarse_levels
         self.residual_step = residual_step
         self.dtype = dtype
         self.random_state = random_state
@@ -277,6 +279,7 @@ class DCDMSolver(BaseTorchEstimator):
         check_positive_int("channels", self.channels)
         check_positive_int("levels", self.levels)
         _check_n_directions(self.n_directions, 1)
+        _resolve_coarse_levels(self.coarse_levels, problem.shape)
         batch = check_positive_int("batch_size", self.batch_size)
         check_real("lr", self.lr)
         dtype = self._torch_dtype()
@@ -306,7 +309,8 @@ class DCDMSolver(BaseTorchEstimator):
         self.train_time_ = time.perf_counter() - start
         return self
 
-    def solve(self, problem, b, *, x0=None, rtol=1e-6, atol=0.0, maxiter=100, n_directions=None, callback=None):
+    def solve(self, problem, b, *, x0=None, rtol=1e-6, atol=0.0, maxiter=100, n_directions=None,
+              coarse_levels=None, callback=None):
         """Solve ``A x = b`` with the learned directions.
 
         Parameters
@@ -318,9 +322,12 @@ class DCDMSolver(BaseTorchEstimator):
         rtol, atol : float
             Stop when ``||b - A x|| <= max(rtol * ||b||, atol)`` (true residual).
         maxiter : int, default=100
-            Iterations, each one network evaluation.
+            Iterations; each evaluates the network once on the grid and once
+            on each coarse grid.
         n_directions : int, "all" or None
             Overrides the estimator's ``n_directions``.
+        coarse_levels : int, "auto" or None
+            Overrides the estimator's ``coarse_levels``.
         callback : callable, optional
             ``callback(xk)`` after every iteration.
 
@@ -338,39 +345,44 @@ class DCDMSolver(BaseTorchEstimator):
         maxiter = check_positive_int("maxiter", maxiter)
         residual_step = bool(self.residual_step)
         keep = _check_n_directions(self.n_directions if n_directions is None else n_directions, maxiter)
+        levels = _resolve_coarse_levels(self.coarse_levels if coarse_levels is None else coarse_levels,
+                                        problem.shape)
         if problem.ndim != self.network_.ndim:
             raise ValueError(f"problem is {problem.ndim}-D but the network was trained on a {self.network_.ndim}-D grid")
         tolerance = max(check_real("rtol", rtol, positive=False) * float(np.linalg.norm(b)),
                         check_real("atol", atol, positive=False))
         A64 = A.astype(np.float64, copy=False)
-        dtype = next(self.network_.parameters()).dtype
-        device = next(self.network_.parameters()).device
+        parameter = next(self.network_.parameters())
         r = b - spmv(A64, x)
         history = [float(np.linalg.norm(r))]
-        directions = collections.deque(maxlen=keep)  # (p, A p, p^T A p), A-orthogonal, newest last
+        # The directions of the `keep` most recent iterations, each a list of
+        # (p, A p, p^T A p); all of them mutually A-orthogonal.
+        directions = collections.deque(maxlen=keep)
         reason = "maxiter"
         n_iter = n_residual_steps = 0
         with self._thread_limit(), torch.no_grad():
             if history[0] <= tolerance:
                 return x, CGResult(True, 0, np.asarray(history), "converged", tolerance)
             for k in range(1, maxiter + 1):
-                rn = torch.as_tensor(r / history[-1], dtype=dtype, device=device)
-                q = _a_orthogonalise(_apply(self.network_, problem, rn[:, None])[:, 0].double().cpu().numpy(),
-                                     directions)
-                steps = [q]
-                # Safeguard against stagnation: a direction (nearly) orthogonal
-                # to the residual makes no progress; the residual, made
-                # A-orthogonal like CG's direction, always does.
-                if not abs(q @ r) > _MIN_COSINE * np.linalg.norm(q) * history[-1]:
-                    steps = []
-                    n_residual_steps += 1
-                if residual_step or not steps:
-                    steps.append(None)  # the residual after the learned step
-                for p in steps:
-                    if p is None:
-                        p = _a_orthogonalise(r.copy(), directions)
-                        if not np.any(p):
-                            continue
+                block = []
+                directions.append(block)
+                # The network on the grid, then on each coarser grid (each on
+                # the residual left by the steps before it), then the residual.
+                for level in [*range(levels + 1), None]:
+                    if level is None:
+                        if block and not residual_step:
+                            break
+                        n_residual_steps += not block
+                        p = r.copy()
+                    else:
+                        p = _direction(self.network_, problem, r, level, parameter)
+                    p = _a_orthogonalise(p, directions)
+                    # Safeguard against stagnation: a learned direction (nearly)
+                    # orthogonal to the residual makes no progress and is
+                    # skipped; the residual, made A-orthogonal like CG's
+                    # direction, always makes progress.
+                    if not abs(p @ r) > _MIN_COSINE * np.linalg.norm(p) * np.linalg.norm(r):
+                        continue
                     Ap = spmv(A64, p)
                     pAp = float(p @ Ap)
                     if not (pAp > 0 and np.isfinite(pAp)):
@@ -379,7 +391,7 @@ class DCDMSolver(BaseTorchEstimator):
                     step = (p @ r) / pAp
                     x += step * p
                     r -= step * Ap
-                    directions.append((p, Ap, pAp))
+                    block.append((p, Ap, pAp))
                 if reason != "maxiter":
                     n_iter = k - 1
                     break
@@ -400,13 +412,58 @@ class DCDMSolver(BaseTorchEstimator):
 # Below this cosine between the network's direction and the residual, the
 # direction is skipped (the step along a direction is proportional to it).
 _MIN_COSINE = 1e-3
+# The coarsest grid of the multilevel directions keeps at least this many
+# cells along its shortest side.
+_MIN_COARSE = 4
 
 
 def _a_orthogonalise(q, directions):
-    """``q`` made A-orthogonal to the kept directions (modified Gram-Schmidt, in place)."""
-    for p, Ap, pAp in directions:
-        q -= (q @ Ap) / pAp * p
+    """``q`` made A-orthogonal to the kept directions, a sequence of lists of
+    ``(p, A p, p^T A p)`` (modified Gram-Schmidt, in place)."""
+    for block in directions:
+        for p, Ap, pAp in block:
+            q -= (q @ Ap) / pAp * p
     return q
+
+
+def _resolve_coarse_levels(value, shape):
+    """``coarse_levels`` as an int for a grid: at most as many halvings as leave
+    ``_MIN_COARSE`` cells along the grid's shortest side (``"auto"``: all of them)."""
+    most = max(0, math.floor(math.log2(min(shape) / _MIN_COARSE)))
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f'coarse_levels must be a non-negative integer or "auto", got {value!r}')
+        return most
+    return min(check_nonneg_int("coarse_levels", value), most)
+
+
+def _direction(network, problem, r, level, parameter):
+    """The network's direction (float64 numpy) for the residual ``r``, computed
+    on the grid coarsened ``level`` times.
+
+    Coarsening averages 2^level-wide blocks of cells (solid cells count as 0);
+    the network's output on the coarse grid is interpolated back (bi- or
+    trilinear), so it carries the smooth part of the error that the network
+    on the fine grid, trained on a smaller box, does not reach.
+    """
+    if level == 0:
+        rn = torch.as_tensor(r / np.linalg.norm(r), dtype=parameter.dtype, device=parameter.device)
+        return _apply(network, problem, rn[:, None])[:, 0].double().cpu().numpy()
+    grid = problem.to_grid(torch.as_tensor(r, dtype=parameter.dtype, device=parameter.device))[None, None]
+    factor = 2**level
+    pad = []
+    for size in reversed(problem.shape):
+        pad += [0, (-size) % factor]
+    pool = torch.nn.functional.avg_pool2d if problem.ndim == 2 else torch.nn.functional.avg_pool3d
+    coarse = pool(torch.nn.functional.pad(grid, pad), factor)
+    norm = coarse.norm()
+    if not norm > 0:  # r has no component the coarse grid sees
+        return np.zeros_like(r)
+    out = network(coarse / norm)
+    fine = torch.nn.functional.interpolate(out, scale_factor=factor, mode="bilinear" if problem.ndim == 2 else "trilinear",
+                                           align_corners=False)
+    fine = fine[(0, 0) + tuple(slice(0, size) for size in problem.shape)]
+    return problem.from_grid(fine).double().cpu().numpy()
 
 
 def _check_n_directions(value, maxiter):

@@ -9,7 +9,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from solvers.cg import cg
-from solvers.dcdm import DCDMSolver, lanczos_ritz, ritz_rhs
+from solvers.dcdm import DCDMSolver, _direction, _resolve_coarse_levels, lanczos_ritz, ritz_rhs
 from solvers.problems import obstacle_mask, poisson, rhs
 
 
@@ -117,6 +117,11 @@ def test_pickle_and_bad_input(trained):
         model.solve(problem, b, n_directions="most")
     with pytest.raises(ValueError, match="n_directions"):
         DCDMSolver(n_directions="two", max_iter=1).fit(problem)
+    for bad in ("most", -1, 1.5):
+        with pytest.raises((ValueError, TypeError), match="coarse_levels"):
+            model.solve(problem, b, coarse_levels=bad)
+        with pytest.raises((ValueError, TypeError), match="coarse_levels"):
+            DCDMSolver(coarse_levels=bad, max_iter=1).fit(problem)
     cube = poisson((6, 6, 6))
     with pytest.raises(ValueError, match="3-D but the network was trained on a 2-D grid"):
         model.solve(cube, rhs(cube, "randn", random_state=0))
@@ -128,3 +133,52 @@ def test_pickle_and_bad_input(trained):
         DCDMSolver().solve(problem, b)
     with pytest.raises(ValueError, match="dtype"):
         DCDMSolver(dtype="float16", max_iter=1).fit(problem)
+
+
+def test_coarse_levels_stop_at_four_cells_on_the_shortest_side():
+    assert _resolve_coarse_levels("auto", (16, 16)) == 2  # 8^2, 4^2
+    assert _resolve_coarse_levels("auto", (64, 64, 64)) == 4
+    assert _resolve_coarse_levels("auto", (256, 100)) == 4  # 100 -> 50, 25, 12.5, 6.25
+    assert _resolve_coarse_levels("auto", (6, 6, 6)) == 0
+    assert _resolve_coarse_levels("auto", (3, 40)) == 0
+    assert _resolve_coarse_levels(1, (64, 64)) == 1
+    assert _resolve_coarse_levels(10, (64, 64)) == 4  # capped
+    assert _resolve_coarse_levels(0, (64, 64)) == 0
+
+
+@pytest.mark.parametrize("shape", [(12, 9), (8, 12, 6)])
+def test_coarse_direction_is_the_interpolated_block_average(shape):
+    """With the identity for a network, the level-1 direction of a linear field
+    is the field itself (block averages of a linear function are its values at
+    the block centres, and linear interpolation between them is exact) away
+    from the high edges, where the blocks are padded with zeros."""
+    problem = poisson(shape)
+    grids = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    field = 1.0 + sum((k + 1) * g for k, g in enumerate(grids))
+    r = problem.from_grid(field)
+    parameter = torch.zeros((), dtype=torch.float64)
+    q = problem.to_grid(_direction(torch.nn.Identity(), problem, r, 1, parameter))
+    padded = np.pad(field, [(0, n % 2) for n in shape])  # zeros, as the solver pads odd sizes
+    blocks = padded.reshape(sum(((n // 2, 2) for n in padded.shape), ())).mean(axis=tuple(range(1, 2 * len(shape), 2)))
+    scale = 1.0 / np.linalg.norm(blocks)
+    # Away from the edges, where interpolation clamps, and from the last two
+    # cells of odd sides, whose block average takes in a padded zero.
+    interior = tuple(slice(1, n - 1 - n % 2) for n in shape)
+    np.testing.assert_allclose(q[interior], scale * field[interior], rtol=1e-12)
+    # A field the coarse grid does not see (a checkerboard) gives no direction.
+    checker = problem.from_grid((-1.0) ** sum(grids))
+    assert not np.any(_direction(torch.nn.Identity(), problem, checker, 1, parameter))
+
+
+def test_coarse_levels_cut_iterations_on_a_larger_grid(trained):
+    """The network applied on coarsened grids reaches the smooth error that a
+    network trained on a 16^2 box misses on 64^2: fewer iterations, same solution."""
+    _, model = trained
+    problem = poisson((64, 64))
+    b = rhs(problem, "smooth", random_state=7)
+    x, multilevel = model.solve(problem, b, rtol=1e-8, maxiter=300)
+    _, single = model.solve(problem, b, rtol=1e-8, maxiter=300, coarse_levels=0)
+    assert multilevel.converged and single.converged
+    assert multilevel.n_iter < 0.7 * single.n_iter
+    ref = spla.spsolve(problem.A.tocsc(), b)
+    np.testing.assert_allclose(x, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
