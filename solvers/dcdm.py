@@ -10,16 +10,30 @@ the spectrum, where CG is slow), with the scale-invariant loss
 
 the residual left after the optimal step along ``q``. The solver uses
 ``f(r / ||r||)`` as the next search direction, A-orthogonalises it against the
-``n_directions`` most recent directions (the public code keeps 2; here all by
-default, which is what makes it robust on unseen grids), takes the
-exact line-search step and recomputes the true residual every iteration, so
-the stopping test ``||b - A x|| <= max(rtol ||b||, atol)`` is never fooled by
-a drifting recurrence. Two additions make it robust on grids and geometries
-it was not trained on: each iteration also steps along the residual made
-A-orthogonal to the kept directions (CG's direction; ``residual_step``), and
-a learned direction nearly orthogonal to the residual, which would make no
-progress, is skipped (``CGResult.n_residual_steps`` counts these iterations),
-so the iteration never stagnates.
+directions of the ``n_directions`` most recent iterations (the public code
+keeps 2; here all by default), takes the exact line-search step and
+recomputes the true residual every iteration, so the stopping test
+``||b - A x|| <= max(rtol ||b||, atol)`` is never fooled by a drifting
+recurrence.
+
+Three additions make it fast and robust on grids and geometries it was not
+trained on:
+
+* **Multilevel directions** (``coarse_levels``): a network trained on a
+  small box approximates ``A^-1`` well for the error it saw there, but on a
+  grid 4-8 times larger it misses the smoothest error, and the iteration
+  count grows with the grid like CG's. Each iteration therefore also applies
+  the same network to the residual block-averaged onto grids coarsened 2x,
+  4x, ... (down to 4 cells), and interpolates its output back as a further
+  direction: the network acts as the coarse solver of a multigrid-like
+  hierarchy. Every direction is A-orthogonalised and line-searched, so the
+  iteration minimises the energy over all of them.
+* **A residual step** (``residual_step``): the residual made A-orthogonal
+  to the kept directions (CG's direction) closes each iteration.
+* **A stagnation guard**: a learned direction nearly orthogonal to the
+  residual, which would make no progress, is skipped
+  (``CGResult.n_residual_steps`` counts the iterations where every learned
+  direction was), so the iteration never stagnates.
 
 The network is fully convolutional, so a model trained on one grid solves
 problems on larger grids and other geometries (``PoissonProblem`` from
@@ -200,18 +214,29 @@ class DCDMSolver(BaseTorchEstimator):
         the number of steps, so the fitted network, depend on the machine's
         speed: for repeatable fits bound ``max_iter`` instead.
     n_directions : int or "all", default="all"
-        Previous directions each new one is A-orthogonalised against. The
-        public code keeps 2, which suffices on the training box but
-        stagnates on larger grids and other geometries (3-D 64^3 box:
-        100+ iterations with 2, 16 with all, for a network trained on
-        16^3); ``"all"`` costs two stored vectors per step.
+        How many of the most recent iterations' directions each new one is
+        A-orthogonalised against. The public code keeps 2 (one direction per
+        iteration), which suffices on the training box but stagnates on
+        larger grids and other geometries without coarse levels (3-D 64^3
+        box: 100+ iterations with 2, 16 with all, for a network trained on
+        16^3). Each kept direction stores two vectors, and an iteration
+        makes up to ``coarse_levels + 2`` directions.
+    coarse_levels : int or "auto", default="auto"
+        Grids, each coarser by 2x, on which the network is also applied
+        every iteration (the residual block-averaged onto the coarse grid,
+        the output interpolated back bi- or trilinearly), each output a
+        further search direction. ``"auto"`` coarsens until the shortest
+        side of the grid has 4 cells; an integer is capped there. ``0`` is
+        the single-grid method. They cost one more product with ``A`` each,
+        and a network evaluation on 1/4 (2-D) or 1/8 (3-D) as many cells as
+        the last, and make the iteration count nearly independent of the
+        grid size (see ``python -m benchmarks solvers``).
     residual_step : bool, default=True
-        After the learned direction, also step along the residual made
+        After the learned directions, also step along the residual made
         A-orthogonal to the kept directions (CG's direction): one more
-        product with ``A`` per iteration, negligible next to the network,
-        and about 30 % fewer iterations on unseen obstacle domains (2-D
-        256^2 cylinders, smooth right-hand side: 125 -> 86; the box: 33 ->
-        29). ``False`` is the paper's method (with the stagnation guard).
+        product with ``A`` per iteration, negligible next to the network.
+        ``False`` with ``coarse_levels=0`` is the paper's method (with the
+        stagnation guard).
     dtype : {"float32", "float64"}, default="float32"
         Network precision (the solver's vectors are float64).
     random_state, device, verbose, n_threads
