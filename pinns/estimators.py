@@ -116,7 +116,7 @@ def pinn_losses(module, equation, known_params, X_col, conditions, cond_points, 
         terms["data"] = ((u - y_obs) / obs_scale).pow(2).mean()
     if equation is not None:
         for name, spec in equation.hidden_terms.items():
-            if spec.smoothness > 0:
+            if spec.smoothness > 0 and not getattr(module.hidden[name], "is_formula", False):
                 terms[f"smoothness[{name}]"] = spec.smoothness * hidden_smoothness(
                     module.hidden[name], order=spec.smoothness_order)
     return terms
@@ -618,15 +618,30 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             return sum(weights.get(k, 1.0) * v for k, v in t.items())
 
         self._fit_loop(module, loss_fn, state, domain, eq, known, gen, soft, as_t)
+        self.module_ = module
+        self.params_ = {k: float(v.detach()) for k, v in module.unknown_values().items()}
+        self.collocation_points_ = None if state["X_col"] is None else state["X_col"].detach().cpu().numpy()
+        self._after_training(terms, weights, 0 if y_obs is None else y_obs.numel())
 
         with torch.enable_grad():
             final = terms()
         self.loss_terms_ = {k: float(v.detach()) for k, v in final.items()}
         self.loss_weights_ = {k: weights.get(k, 1.0) for k in final}
-        self.module_ = module
-        self.params_ = {k: float(v.detach()) for k, v in module.unknown_values().items()}
-        self.collocation_points_ = None if state["X_col"] is None else state["X_col"].detach().cpu().numpy()
+        self.params_ = {k: float(v.detach()) for k, v in module.unknown_values().items()}  # refitted
         return self
+
+    def _after_training(self, terms, weights, n_data):
+        """Hook run once training ends, with the loss still at hand (``HiddenTermPINN``: the symbolic step).
+
+        Parameters
+        ----------
+        terms : callable
+            ``terms() -> dict`` of the loss terms of ``self.module_``.
+        weights : dict of str to float
+            The loss weights training ended with (1 where absent).
+        n_data : int
+            Number of observed values.
+        """
 
     def _set_hidden_ranges(self, module, eq, known, X_col, Y, observed):
         """Scale each hidden term's inputs by the range it is evaluated on (probe call)."""
@@ -840,6 +855,21 @@ class HiddenTermPINN(PINNRegressor):
         the symbolic form may leave, with ``symbolic_optimizer=None``.
     n_symbolic_points : int, default=400
         Points at which each hidden term is sampled for the regression.
+    refine_iter : int, default=0
+        Quasi-Newton iterations of the symbolic refinement; 0 skips it.
+        Read off the network, a formula's coefficients carry the network's
+        error where the data say little (near the ends of the range).  The
+        refinement puts each candidate formula in the network's place, with
+        trainable coefficients (:class:`pinns.networks.PolynomialTerm`), and
+        trains it jointly with the field network on the same loss, for
+        ``refine_iter`` iterations from the trained state.  The candidates
+        are the best subsets of each size up to one more term than the
+        ``symbolic_tol`` choice (only the ``symbolic_optimizer``'s support
+        when one is given); the one with the lowest BIC of the data misfit,
+        ``n log(data) + k log(n)``, is kept, and the fitted model then uses
+        the formula: :meth:`hidden_term` and :meth:`predict` evaluate it.
+        Needs observations and a :class:`~sklearn.preprocessing.PolynomialFeatures`
+        library.
     **kwargs
         The parameters of :class:`PINNRegressor` (all listed explicitly in
         the signature for scikit-learn).
@@ -849,8 +879,10 @@ class HiddenTermPINN(PINNRegressor):
     symbolic_ : dict of str to dict
         Per hidden term: ``"expression"`` (str), ``"coef"`` (ndarray of
         shape (n_outputs, n_terms)), ``"terms"`` (list of str), ``"range"``
-        (the input range sampled) and ``"r2"`` (fit of the expression to the
-        network on that range).
+        (the input range sampled), ``"r2"`` (fit of the expression to the
+        network on that range) and ``"refined"`` (bool).  With the
+        refinement, also ``"network_coef"`` (the form read off the network
+        before it) and ``"bic"`` (per candidate support size).
     """
 
     def __init__(self, equation=None, domain=None, conditions=(), unknowns=None, observed_outputs=None,
@@ -860,7 +892,7 @@ class HiddenTermPINN(PINNRegressor):
                  max_time=None,
                  tol=1e-9, patience=None, dtype="float64", device="auto", random_state=None,
                  verbose=False, n_threads=1, callback=None, symbolic_library=None, symbolic_optimizer=None,
-                 n_symbolic_points=400, symbolic_tol=0.05):
+                 n_symbolic_points=400, symbolic_tol=0.05, refine_iter=0):
         super().__init__(
             equation=equation, domain=domain, conditions=conditions, unknowns=unknowns,
             observed_outputs=observed_outputs, hidden_layer_sizes=hidden_layer_sizes,
@@ -874,6 +906,7 @@ class HiddenTermPINN(PINNRegressor):
         self.symbolic_optimizer = symbolic_optimizer
         self.n_symbolic_points = n_symbolic_points
         self.symbolic_tol = symbolic_tol
+        self.refine_iter = refine_iter
 
     def fit(self, X=None, y=None):
         """Fit the PINN with its hidden terms, then find their symbolic forms.
@@ -891,9 +924,19 @@ class HiddenTermPINN(PINNRegressor):
             raise ValueError("HiddenTermPINN needs an equation with hidden_terms; use PINNRegressor otherwise.")
         check_positive_int("n_symbolic_points", self.n_symbolic_points)
         check_real("symbolic_tol", self.symbolic_tol)
-        super().fit(X, y)
-        self.symbolic_ = {name: self._symbolic(name) for name in self.equation.hidden_terms}
-        return self
+        if check_nonneg_int("refine_iter", self.refine_iter):
+            from sklearn.preprocessing import PolynomialFeatures
+
+            if X is None:
+                raise ValueError("refine_iter > 0 chooses the symbolic form by its fit to the data: pass X and y.")
+            if self.symbolic_library is not None and not isinstance(self.symbolic_library, PolynomialFeatures):
+                raise ValueError("refine_iter > 0 needs a PolynomialFeatures symbolic_library (or None), got "
+                                 f"{type(self.symbolic_library).__name__}.")
+        return super().fit(X, y)
+
+    def _after_training(self, terms, weights, n_data):
+        self.symbolic_ = {name: self._symbolic(name, terms, weights, n_data) for name in self.equation.hidden_terms}
+
 
     def hidden_term(self, name, Z):
         """Evaluate the learned hidden term ``name`` at inputs ``Z``.
@@ -945,8 +988,6 @@ class HiddenTermPINN(PINNRegressor):
         assume independent noise) keep spurious terms that absorb its
         approximation error; a misfit tolerance does not.
         """
-        from sciml.discovery.optimizers import BestSubset
-
         if optimizer is not None:
             return np.atleast_2d(optimizer.fit(Theta, H).coef_)
         rows = []
@@ -954,13 +995,81 @@ class HiddenTermPINN(PINNRegressor):
             scale = np.sqrt(np.mean(h**2)) or 1.0
             coef = None
             for k in range(1, Theta.shape[1] + 1):
-                coef = np.atleast_2d(BestSubset(max_terms=k, min_share=0.0).fit(Theta, h).coef_)[0]
+                coef = _best_subset(Theta, h, k)
                 if np.sqrt(np.mean((Theta @ coef - h) ** 2)) <= self.symbolic_tol * scale:
                     break
             rows.append(coef)
         return np.array(rows)
 
-    def _symbolic(self, name):
+    def _refine(self, name, powers, Theta, H, coef, fixed_support, terms, weights, n_data):
+        """Put candidate formulas in the hidden network's place and refit; keep the best by BIC.
+
+        Returns the chosen coefficients, shape (n_outputs, n_terms), and the
+        BIC per candidate size.
+        """
+        import copy
+
+        import torch
+
+        from sciml.quasi_newton import QuasiNewton
+
+        from .networks import PolynomialTerm
+
+        module = self.module_
+        network = module.hidden[name]
+        if fixed_support:
+            candidates = [coef]
+        else:
+            largest = min(Theta.shape[1], int(np.count_nonzero(coef, axis=1).max()) + 1)
+            candidates = [np.array([_best_subset(Theta, h, k) for h in H.T]) for k in range(1, largest + 1)]
+        trained = copy.deepcopy(module.state_dict())
+        best, bic = None, {}
+        for candidate in candidates:
+            module.hidden[name] = network
+            module.load_state_dict(trained)
+            support = np.flatnonzero(np.any(candidate != 0, axis=0))
+            formula = PolynomialTerm(powers[support], candidate[:, support], network.lo, network.hi,
+                                     mask=candidate[:, support] != 0)
+            module.hidden[name] = formula
+            params = [p for p in module.parameters() if p.requires_grad]
+            method = self.quasi_newton
+            if method == "auto":
+                method = "bfgs" if sum(p.numel() for p in params) <= 6000 else "lbfgs"
+            qn = QuasiNewton(params, method=method, history_size=50, tolerance_grad=1e-12, tolerance_change=1e-15)
+
+            def closure():
+                for p in params:
+                    p.grad = None
+                loss = sum(weights.get(k, 1.0) * v for k, v in terms().items())
+                loss.backward()
+                return loss
+
+            with self._thread_limit(), torch.enable_grad():
+                for _ in range(self.refine_iter):
+                    loss, done = qn.step(closure)
+                    if done:
+                        break
+                data = float(terms()["data"].detach())
+            n_terms = int(np.count_nonzero(candidate))
+            score = n_data * math.log(max(data, 1e-300)) + n_terms * math.log(n_data)
+            if not math.isfinite(loss):
+                score = math.inf
+            bic[n_terms] = score
+            if best is None or score < best[0]:
+                refined = np.zeros_like(candidate)
+                refined[:, support] = (formula.coef * formula.mask).detach().cpu().numpy()
+                best = (score, formula, copy.deepcopy(module.state_dict()), refined)
+        module.hidden[name] = network
+        module.load_state_dict(trained)
+        if best is None or not math.isfinite(best[0]):
+            warnings.warn(f"The symbolic refinement of {name!r} diverged; the network is kept.", UserWarning,
+                          stacklevel=3)
+            return None, bic
+        module.hidden[name] = best[1]
+        module.load_state_dict(best[2])
+        return best[3], bic
+
+    def _symbolic(self, name, loss_terms, weights, n_data):
         from sklearn.base import clone
         from sklearn.preprocessing import PolynomialFeatures
 
@@ -982,6 +1091,13 @@ class HiddenTermPINN(PINNRegressor):
         Theta = library.fit_transform(Z)
         terms = [str(t) for t in library.get_feature_names_out(in_names)]
         coef = self._sparse_fit(Theta, H, optimizer)
+        extra = {"refined": False}
+        if self.refine_iter:
+            refined, bic = self._refine(name, library.powers_, Theta, H, coef, optimizer is not None, loss_terms,
+                                        weights, n_data)
+            if refined is not None:
+                extra = {"refined": True, "network_coef": coef, "bic": bic}
+                coef = refined
         pred = Theta @ coef.T
         ss = np.sum((H - H.mean(0)) ** 2)
         r2 = 1.0 - np.sum((H - pred) ** 2) / ss if ss > 0 else float("nan")
@@ -990,4 +1106,11 @@ class HiddenTermPINN(PINNRegressor):
             parts = [f"{c:+.4g} {t}" if t != "1" else f"{c:+.4g}" for c, t in zip(row, terms) if c != 0]
             exprs.append(" ".join(parts).lstrip("+") if parts else "0")
         return {"expression": exprs[0] if len(exprs) == 1 else exprs, "coef": coef, "terms": terms,
-                "range": (lo, hi), "r2": float(r2)}
+                "range": (lo, hi), "r2": float(r2), **extra}
+
+
+def _best_subset(Theta, h, k):
+    """Coefficients of the best least-squares fit of ``h`` with ``k`` columns of ``Theta``."""
+    from sciml.discovery.optimizers import BestSubset
+
+    return np.atleast_2d(BestSubset(max_terms=k, min_share=0.0).fit(Theta, h).coef_)[0]

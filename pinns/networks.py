@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["MLP", "PINNModule", "HardTransform"]
+__all__ = ["MLP", "PINNModule", "HardTransform", "PolynomialTerm"]
 
 
 class _Sin(nn.Module):
@@ -81,6 +81,17 @@ class HardTransform:
         return hard_transform(self.conditions, self.domain, self.n_outputs)(X, N)
 
 
+def _hidden_input(z, n_inputs):
+    """A hidden term's input as ``(n, n_inputs)``, with its width checked."""
+    if z.ndim == 1:
+        z = z[:, None]
+    if z.shape[1] != n_inputs:
+        raise ValueError(
+            f"A hidden term was called with {z.shape[1]} input columns; it was declared with n_inputs={n_inputs}."
+        )
+    return z
+
+
 class _HiddenNet(nn.Module):
     def __init__(self, spec, lo, hi, generator, dtype):
         super().__init__()
@@ -90,15 +101,47 @@ class _HiddenNet(nn.Module):
         self.register_buffer("hi", torch.as_tensor(hi, dtype=dtype).reshape(1, -1))
 
     def forward(self, z):
-        if z.ndim == 1:
-            z = z[:, None]
-        if z.shape[1] != self.lo.shape[1]:
-            raise ValueError(
-                f"A hidden term was called with {z.shape[1]} input columns; it was "
-                f"declared with n_inputs={self.lo.shape[1]}."
-            )
+        z = _hidden_input(z, self.lo.shape[1])
         out = self.net(2 * (z - self.lo) / (self.hi - self.lo) - 1)
         return nn.functional.softplus(out) if self.positive else out
+
+
+class PolynomialTerm(nn.Module):
+    """A hidden term as a formula: ``h(z) = coef @ prod_j z_j ** powers[:, j]``.
+
+    Takes a hidden network's place once its symbolic form is known (see
+    ``HiddenTermPINN(refine_iter=...)``), with trainable coefficients.
+
+    Parameters
+    ----------
+    powers : array-like of int, shape (n_terms, n_inputs)
+        The monomials (``PolynomialFeatures.powers_`` rows).
+    coef : array-like of shape (n_outputs, n_terms)
+        Initial coefficients.
+    mask : array-like of bool, shape (n_outputs, n_terms), optional
+        The coefficients in use (the others stay 0); all by default.
+    lo, hi : torch.Tensor of shape (1, n_inputs)
+        The input range of the term it replaces (kept for the smoothness
+        penalty's grid and the input checks).
+    """
+
+    positive = False
+    is_formula = True  # no smoothness penalty: the formula is the prior
+
+    def __init__(self, powers, coef, lo, hi, mask=None):
+        super().__init__()
+        self.register_buffer("powers", torch.as_tensor(powers, dtype=lo.dtype, device=lo.device))
+        coef = torch.as_tensor(coef, dtype=lo.dtype, device=lo.device)
+        mask = torch.ones_like(coef) if mask is None else torch.as_tensor(mask, dtype=lo.dtype, device=lo.device)
+        self.register_buffer("mask", mask)
+        self.coef = nn.Parameter(coef * mask)
+        self.register_buffer("lo", lo.detach().clone())
+        self.register_buffer("hi", hi.detach().clone())
+
+    def forward(self, z):
+        z = _hidden_input(z, self.lo.shape[1])
+        monomials = torch.prod(z[:, None, :] ** self.powers[None], dim=2)
+        return monomials @ (self.coef * self.mask).T
 
 
 class PINNModule(nn.Module):

@@ -268,6 +268,74 @@ def test_hidden_term_of_logistic_growth_is_named():
         model.hidden_term("g", u)
 
 
+def test_polynomial_term_evaluates_its_monomials():
+    from pinns.networks import PolynomialTerm
+
+    powers = np.array([[0, 0], [1, 0], [0, 2], [1, 1]])
+    coef = np.array([[1.0, 2.0, -3.0, 0.5], [0.0, 1.0, 0.0, 4.0]])
+    mask = np.array([[True, True, True, False], [False, True, False, True]])
+    lo, hi = torch.zeros(1, 2, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64)
+    term = PolynomialTerm(powers, coef, lo, hi, mask=mask)
+    z = np.array([[0.0, 0.0], [0.5, -2.0], [-1.5, 3.0]])
+    expected = np.column_stack([1 + 2 * z[:, 0] - 3 * z[:, 1] ** 2, z[:, 0] + 4 * z[:, 0] * z[:, 1]])
+    zt = torch.tensor(z, requires_grad=True)
+    out = term(zt)
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-14)
+    # finite derivatives at z = 0 (the zero powers), equal to the analytic ones
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), zt, retain_graph=True)
+    np.testing.assert_allclose(grad.numpy(), np.column_stack([np.full(3, 2.0), -6 * z[:, 1]]), rtol=1e-14)
+    out[:, 1].sum().backward()  # masked-out coefficients get no gradient
+    assert term.coef.grad[0, 3] == 0 and term.coef.grad[1, 0] == 0
+    with pytest.raises(ValueError, match="n_inputs=2"):
+        term(torch.zeros(4, 3, dtype=torch.float64))
+
+
+def test_symbolic_refinement_fits_the_formula_to_the_data():
+    """Noisy logistic growth: the refinement refits the formula's coefficients
+    with the field network, picks the support by BIC and puts the formula in
+    the network's place."""
+    t = np.linspace(0, 8, 25)[:, None]
+    clean = 1 / (1 + 9 * np.exp(-t[:, 0]))
+    y = clean + 0.01 * np.random.default_rng(0).standard_normal(clean.shape)
+    eq = Equation(_logistic_hidden, hidden_terms={"f": HiddenTerm(input_names=("u",))})
+    model = HiddenTermPINN(eq, domain=Box([0], [8], names=["t"], time="t"),
+                           conditions=[InitialCondition(0.1, hard=True)], hidden_layer_sizes=(16, 16),
+                           n_collocation=100, max_iter=200, lbfgs_iter=600, random_state=0,
+                           refine_iter=200).fit(t, y)
+    sym = model.symbolic_["f"]
+    assert sym["refined"] and set(sym["bic"]) >= {1, 2}
+    coef = dict(zip(sym["terms"], sym["coef"][0]))
+    assert {k for k, c in coef.items() if c != 0} == {"u", "u^2"}, sym["expression"]
+    truth = np.array([0.0, 1.0, -1.0, 0.0])
+    assert np.abs(sym["coef"][0] - truth).max() < 0.03
+    # the coefficients were refitted, not copied from the network's form
+    assert np.abs(sym["coef"] - sym["network_coef"]).max() > 1e-4
+    assert sym["bic"][2] == min(sym["bic"].values())
+    # the fitted model now uses the formula
+    u = np.linspace(0.1, 1.0, 7)
+    np.testing.assert_allclose(model.hidden_term("f", u)[:, 0], coef["u"] * u + coef["u^2"] * u**2, rtol=1e-12)
+    assert np.sqrt(np.mean((model.predict(t) - clean) ** 2)) < 0.01
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.hidden_term("f", u), model.hidden_term("f", u))
+    np.testing.assert_array_equal(clone.predict(t), model.predict(t))
+
+
+def test_symbolic_refinement_bad_input():
+    t = np.linspace(0, 8, 10)[:, None]
+    y = 1 / (1 + 9 * np.exp(-t[:, 0]))
+    eq = Equation(_logistic_hidden, hidden_terms={"f": HiddenTerm(input_names=("u",))})
+    kw = dict(domain=Box([0], [8], names=["t"], time="t"), conditions=[InitialCondition(0.1, hard=True)],
+              hidden_layer_sizes=(4,), n_collocation=10, max_iter=1, lbfgs_iter=0)
+    with pytest.raises(ValueError, match="refine_iter"):
+        HiddenTermPINN(eq, refine_iter=-1, **kw).fit(t, y)
+    with pytest.raises(ValueError, match="pass X and y"):
+        HiddenTermPINN(eq, refine_iter=5, **kw).fit()
+    from sklearn.preprocessing import SplineTransformer
+
+    with pytest.raises(ValueError, match="PolynomialFeatures"):
+        HiddenTermPINN(eq, refine_iter=5, symbolic_library=SplineTransformer(), **kw).fit(t, y)
+
+
 def test_hidden_field_is_positive_and_smoothness_counts():
     x, u = np.linspace(0, 1, 15)[:, None], diffusion_reaction_solution(np.linspace(0, 1, 15))
     model = HiddenTermPINN(diffusion_reaction(l=0.01, smoothness=1e-4), domain=Box([0], [1], names=["x"]),
