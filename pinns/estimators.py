@@ -340,7 +340,8 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         L-BFGS.  ``"auto"`` is BFGS up to 6000 parameters (a 290 MB matrix
         in float64), else L-BFGS.  The curvature is kept across resamplings.
     max_time : float or None, default=None
-        Wall-clock budget in seconds for the whole fit.
+        Wall-clock budget in seconds for the training (all of the fit but
+        ``HiddenTermPINN``'s symbolic refinement).
     tol : float, default=1e-9
         Relative loss improvement that counts as progress (early stopping).
     patience : int or None, default=None
@@ -866,8 +867,14 @@ class HiddenTermPINN(PINNRegressor):
         are the best subsets of each size up to one more term than the
         ``symbolic_tol`` choice (only the ``symbolic_optimizer``'s support
         when one is given); the one with the lowest BIC of the data misfit,
-        ``n log(data) + k log(n)``, is kept, and the fitted model then uses
-        the formula: :meth:`hidden_term` and :meth:`predict` evaluate it.
+        ``n log(data) + k log(n)`` (k nonzero coefficients), is kept, and
+        the fitted model then uses the formula: :meth:`hidden_term` and
+        :meth:`predict` evaluate it.  Terms are refined one after another,
+        earlier formulas held fixed.  The choice looks at the data misfit
+        only; a warning says when the chosen formula leaves an equation
+        residual over 10x the network's (data fitted at the expense of the
+        physics, e.g. with loss weights that favour the data).  The formula
+        is not constrained positive.  Runs after ``max_time``'s training.
         Needs observations and a :class:`~sklearn.preprocessing.PolynomialFeatures`
         library.
     **kwargs
@@ -882,8 +889,12 @@ class HiddenTermPINN(PINNRegressor):
         (the input range sampled), ``"r2"`` (fit of the expression to the
         network on that range) and ``"refined"`` (bool).  With the
         refinement, also ``"network_coef"`` (the form read off the network
-        before it) and ``"bic"`` (per candidate support size).
+        before it) and ``"bic"`` (per candidate's number of nonzero
+        coefficients).
     """
+
+    # Models saved before the parameter existed load with its default.
+    refine_iter = 0
 
     def __init__(self, equation=None, domain=None, conditions=(), unknowns=None, observed_outputs=None,
                  hidden_layer_sizes=(32, 32, 32), activation="tanh", fourier_features=0,
@@ -1017,6 +1028,11 @@ class HiddenTermPINN(PINNRegressor):
 
         module = self.module_
         network = module.hidden[name]
+        # Formulas already chosen for other terms stay as reported.
+        frozen = {id(p) for other, term in module.hidden.items()
+                  if other != name and getattr(term, "is_formula", False) for p in term.parameters()}
+        with torch.enable_grad():
+            residual_before = sum(float(v.detach()) for k, v in terms().items() if k.startswith("residual"))
         if fixed_support:
             candidates = [coef]
         else:
@@ -1031,7 +1047,7 @@ class HiddenTermPINN(PINNRegressor):
             formula = PolynomialTerm(powers[support], candidate[:, support], network.lo, network.hi,
                                      mask=candidate[:, support] != 0)
             module.hidden[name] = formula
-            params = [p for p in module.parameters() if p.requires_grad]
+            params = [p for p in module.parameters() if p.requires_grad and id(p) not in frozen]
             method = self.quasi_newton
             if method == "auto":
                 method = "bfgs" if sum(p.numel() for p in params) <= 6000 else "lbfgs"
@@ -1049,7 +1065,9 @@ class HiddenTermPINN(PINNRegressor):
                     loss, done = qn.step(closure)
                     if done:
                         break
-                data = float(terms()["data"].detach())
+                after = terms()
+                data = float(after["data"].detach())
+                residual = sum(float(v.detach()) for k, v in after.items() if k.startswith("residual"))
             n_terms = int(np.count_nonzero(candidate))
             score = n_data * math.log(max(data, 1e-300)) + n_terms * math.log(n_data)
             if not math.isfinite(loss):
@@ -1058,7 +1076,7 @@ class HiddenTermPINN(PINNRegressor):
             if best is None or score < best[0]:
                 refined = np.zeros_like(candidate)
                 refined[:, support] = (formula.coef * formula.mask).detach().cpu().numpy()
-                best = (score, formula, copy.deepcopy(module.state_dict()), refined)
+                best = (score, formula, copy.deepcopy(module.state_dict()), refined, residual)
         module.hidden[name] = network
         module.load_state_dict(trained)
         if best is None or not math.isfinite(best[0]):
@@ -1067,6 +1085,13 @@ class HiddenTermPINN(PINNRegressor):
             return None, bic
         module.hidden[name] = best[1]
         module.load_state_dict(best[2])
+        # The choice looks at the data misfit only: the field can fit the data
+        # with a wrong formula by giving up the physics.  Say so when it did.
+        if best[4] > _REFINE_RESIDUAL_RATIO * residual_before:
+            warnings.warn(
+                f"The formula chosen for {name!r} leaves an equation residual {best[4] / residual_before:.0f}x "
+                "the trained network's: the data may be fitted at the expense of the physics (check the loss "
+                "weights; symbolic_[name]['bic'] lists the candidates).", UserWarning, stacklevel=3)
         return best[3], bic
 
     def _symbolic(self, name, loss_terms, weights, n_data):
@@ -1107,6 +1132,11 @@ class HiddenTermPINN(PINNRegressor):
             exprs.append(" ".join(parts).lstrip("+") if parts else "0")
         return {"expression": exprs[0] if len(exprs) == 1 else exprs, "coef": coef, "terms": terms,
                 "range": (lo, hi), "r2": float(r2), **extra}
+
+
+# Above this ratio of the refined formula's equation residual to the trained
+# network's, the refinement warns (a correct formula stays within a few times).
+_REFINE_RESIDUAL_RATIO = 10.0
 
 
 def _best_subset(Theta, h, k):

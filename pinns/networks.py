@@ -7,6 +7,7 @@ network, the hidden terms and the unknown parameters together.
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -121,8 +122,14 @@ class PolynomialTerm(nn.Module):
     mask : array-like of bool, shape (n_outputs, n_terms), optional
         The coefficients in use (the others stay 0); all by default.
     lo, hi : torch.Tensor of shape (1, n_inputs)
-        The input range of the term it replaces (kept for the smoothness
-        penalty's grid and the input checks).
+        The input range of the term it replaces (kept for the input checks
+        and :meth:`HiddenTermPINN.hidden_range`).
+
+    Notes
+    -----
+    Monomials are built by repeated products, not ``pow`` with a tensor
+    exponent, whose second derivative is NaN at 0 for the power 0.  The
+    formula is not constrained positive, even in place of a positive term.
     """
 
     positive = False
@@ -130,7 +137,7 @@ class PolynomialTerm(nn.Module):
 
     def __init__(self, powers, coef, lo, hi, mask=None):
         super().__init__()
-        self.register_buffer("powers", torch.as_tensor(powers, dtype=lo.dtype, device=lo.device))
+        self.register_buffer("powers", torch.as_tensor(np.asarray(powers), dtype=torch.int64, device=lo.device))
         coef = torch.as_tensor(coef, dtype=lo.dtype, device=lo.device)
         mask = torch.ones_like(coef) if mask is None else torch.as_tensor(mask, dtype=lo.dtype, device=lo.device)
         self.register_buffer("mask", mask)
@@ -140,7 +147,13 @@ class PolynomialTerm(nn.Module):
 
     def forward(self, z):
         z = _hidden_input(z, self.lo.shape[1])
-        monomials = torch.prod(z[:, None, :] ** self.powers[None], dim=2)
+        columns = []
+        for j in range(z.shape[1]):
+            power = [torch.ones_like(z[:, j])]
+            for _ in range(int(self.powers[:, j].max())):
+                power.append(power[-1] * z[:, j])
+            columns.append(torch.stack(power)[self.powers[:, j]])  # (n_terms, n)
+        monomials = torch.stack(columns).prod(0).T  # (n, n_terms)
         return monomials @ (self.coef * self.mask).T
 
 

@@ -250,6 +250,9 @@ class DCDMSolver(BaseTorchEstimator):
     device_ : torch.device
     """
 
+    # Models saved before the parameter existed load with its default.
+    coarse_levels = "auto"
+
     def __init__(
         self,
         channels=16,
@@ -382,7 +385,7 @@ class DCDMSolver(BaseTorchEstimator):
         history = [float(np.linalg.norm(r))]
         # The directions of the `keep` most recent iterations, each a list of
         # (p, A p, p^T A p); all of them mutually A-orthogonal.
-        directions = collections.deque(maxlen=keep)
+        directions = collections.deque(maxlen=keep + 1)  # the current iteration's and `keep` earlier ones
         reason = "maxiter"
         n_iter = n_residual_steps = 0
         with self._thread_limit(), torch.no_grad():
@@ -474,7 +477,10 @@ def _direction(network, problem, r, level, parameter):
     if level == 0:
         rn = torch.as_tensor(r / np.linalg.norm(r), dtype=parameter.dtype, device=parameter.device)
         return _apply(network, problem, rn[:, None])[:, 0].double().cpu().numpy()
-    grid = problem.to_grid(torch.as_tensor(r, dtype=parameter.dtype, device=parameter.device))[None, None]
+    # Normalised in float64 first: in the network's float32 the squares of a
+    # tiny or huge residual would under- or overflow.
+    rn = torch.as_tensor(r / np.linalg.norm(r), dtype=parameter.dtype, device=parameter.device)
+    grid = problem.to_grid(rn)[None, None]
     factor = 2**level
     pad = []
     for size in reversed(problem.shape):

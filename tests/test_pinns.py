@@ -284,6 +284,11 @@ def test_polynomial_term_evaluates_its_monomials():
     # finite derivatives at z = 0 (the zero powers), equal to the analytic ones
     (grad,) = torch.autograd.grad(out[:, 0].sum(), zt, retain_graph=True)
     np.testing.assert_allclose(grad.numpy(), np.column_stack([np.full(3, 2.0), -6 * z[:, 1]]), rtol=1e-14)
+    # second derivatives too, at 0 included (pow with a tensor exponent gives NaN there)
+    one = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    (g1,) = torch.autograd.grad(term(one)[:, 0].sum(), one, create_graph=True)
+    (g2,) = torch.autograd.grad(g1[:, 1].sum(), one)
+    np.testing.assert_allclose(g2.numpy(), [[0.0, -6.0]])
     out[:, 1].sum().backward()  # masked-out coefficients get no gradient
     assert term.coef.grad[0, 3] == 0 and term.coef.grad[1, 0] == 0
     with pytest.raises(ValueError, match="n_inputs=2"):

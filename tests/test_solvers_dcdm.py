@@ -170,6 +170,37 @@ def test_coarse_direction_is_the_interpolated_block_average(shape):
     assert not np.any(_direction(torch.nn.Identity(), problem, checker, 1, parameter))
 
 
+def test_n_directions_keeps_that_many_earlier_iterations(trained, monkeypatch):
+    """Each direction is A-orthogonalised against the directions of the
+    ``n_directions`` previous iterations (and the current one's so far)."""
+    import solvers.dcdm as dcdm
+
+    problem, model = trained
+    b = rhs(problem, "randn", random_state=8)
+    seen = []
+    original = dcdm._a_orthogonalise
+
+    def spy(q, directions):
+        seen.append(len(directions))
+        return original(q, directions)
+
+    monkeypatch.setattr(dcdm, "_a_orthogonalise", spy)
+    model.solve(problem, b, rtol=1e-12, maxiter=6, n_directions=2, coarse_levels=0)
+    # per iteration: the network's direction, then the residual; blocks held: min(k, 2) + 1
+    assert seen[::2] == [1, 2, 3, 3, 3, 3]
+
+
+def test_coarse_direction_does_not_depend_on_the_residual_scale(trained):
+    problem, model = trained
+    r = rhs(problem, "smooth", random_state=9)
+    parameter = next(model.network_.parameters())  # float32
+    with torch.no_grad():
+        reference = _direction(model.network_, problem, r, 1, parameter)
+        for scale in (1e-30, 1e30):
+            np.testing.assert_allclose(_direction(model.network_, problem, scale * r, 1, parameter), reference,
+                                       rtol=1e-6, atol=1e-6 * np.abs(reference).max())
+
+
 def test_coarse_levels_cut_iterations_on_a_larger_grid(trained):
     """The network applied on coarsened grids reaches the smooth error that a
     network trained on a 16^2 box misses on 64^2: fewer iterations, same solution."""
