@@ -727,15 +727,9 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             state["X_col"] = as_t(rad_resample(module, eq, known, domain, self.n_collocation, gen))
             state["cond_points"] = [{k: as_t(v) for k, v in c.sample(domain, gen).items()} for c in soft]
 
-        from sciml.quasi_newton import QuasiNewton
-
         trainable = [p for p in module.parameters() if p.requires_grad]
         adam = torch.optim.Adam(trainable, lr=self.lr)
-        method = self.quasi_newton
-        if method == "auto":
-            method = "bfgs" if sum(p.numel() for p in trainable) <= 6000 else "lbfgs"
-        qn = QuasiNewton(trainable, method=method, history_size=50, tolerance_grad=1e-12,
-                         tolerance_change=1e-15)
+        qn = self._quasi_newton(trainable)
         done = 0
         while done < self.max_iter:
             n = self.max_iter - done if not every else min(every, self.max_iter - done)
@@ -766,6 +760,15 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             stop_reason=stop, elapsed=time.perf_counter() - t0, n_lbfgs_iter=n_lbfgs,
         ))
         self.n_lbfgs_iter_ = n_lbfgs
+
+    def _quasi_newton(self, params):
+        """The quasi-Newton optimizer of ``params`` (``"auto"``: dense BFGS up to 6000 parameters)."""
+        from sciml.quasi_newton import QuasiNewton
+
+        method = self.quasi_newton
+        if method == "auto":
+            method = "bfgs" if sum(p.numel() for p in params) <= 6000 else "lbfgs"
+        return QuasiNewton(params, method=method, history_size=50, tolerance_grad=1e-12, tolerance_change=1e-15)
 
     # -- prediction -------------------------------------------------------------------
     def _as_input(self, X):
@@ -948,7 +951,6 @@ class HiddenTermPINN(PINNRegressor):
     def _after_training(self, terms, weights, n_data):
         self.symbolic_ = {name: self._symbolic(name, terms, weights, n_data) for name in self.equation.hidden_terms}
 
-
     def hidden_term(self, name, Z):
         """Evaluate the learned hidden term ``name`` at inputs ``Z``.
 
@@ -1022,8 +1024,6 @@ class HiddenTermPINN(PINNRegressor):
 
         import torch
 
-        from sciml.quasi_newton import QuasiNewton
-
         from .networks import PolynomialTerm
 
         module = self.module_
@@ -1048,10 +1048,7 @@ class HiddenTermPINN(PINNRegressor):
                                      mask=candidate[:, support] != 0)
             module.hidden[name] = formula
             params = [p for p in module.parameters() if p.requires_grad and id(p) not in frozen]
-            method = self.quasi_newton
-            if method == "auto":
-                method = "bfgs" if sum(p.numel() for p in params) <= 6000 else "lbfgs"
-            qn = QuasiNewton(params, method=method, history_size=50, tolerance_grad=1e-12, tolerance_change=1e-15)
+            qn = self._quasi_newton(params)
 
             def closure():
                 for p in params:

@@ -176,11 +176,7 @@ class DCDMNetwork(torch.nn.Module):
 
     def forward(self, x):
         size = x.shape[2:]
-        step = 2**self.levels
-        pad = []
-        for s in reversed(size):
-            pad += [0, (-s) % step]
-        h = self.inp(torch.nn.functional.pad(x, pad))
+        h = self.inp(_pad_to_multiple(x, 2**self.levels))
         skips = []
         for block in self.down:
             h = block(h)
@@ -383,9 +379,9 @@ class DCDMSolver(BaseTorchEstimator):
         parameter = next(self.network_.parameters())
         r = b - spmv(A64, x)
         history = [float(np.linalg.norm(r))]
-        # The directions of the `keep` most recent iterations, each a list of
-        # (p, A p, p^T A p); all of them mutually A-orthogonal.
-        directions = collections.deque(maxlen=keep + 1)  # the current iteration's and `keep` earlier ones
+        # Per iteration a list of (p, A p, p^T A p), all mutually A-orthogonal:
+        # the current iteration's and the `keep` before it.
+        directions = collections.deque(maxlen=keep + 1)
         reason = "maxiter"
         n_iter = n_residual_steps = 0
         with self._thread_limit(), torch.no_grad():
@@ -474,19 +470,15 @@ def _direction(network, problem, r, level, parameter):
     trilinear), so it carries the smooth part of the error that the network
     on the fine grid, trained on a smaller box, does not reach.
     """
-    if level == 0:
-        rn = torch.as_tensor(r / np.linalg.norm(r), dtype=parameter.dtype, device=parameter.device)
-        return _apply(network, problem, rn[:, None])[:, 0].double().cpu().numpy()
     # Normalised in float64 first: in the network's float32 the squares of a
     # tiny or huge residual would under- or overflow.
     rn = torch.as_tensor(r / np.linalg.norm(r), dtype=parameter.dtype, device=parameter.device)
+    if level == 0:
+        return _apply(network, problem, rn[:, None])[:, 0].double().cpu().numpy()
     grid = problem.to_grid(rn)[None, None]
     factor = 2**level
-    pad = []
-    for size in reversed(problem.shape):
-        pad += [0, (-size) % factor]
     pool = torch.nn.functional.avg_pool2d if problem.ndim == 2 else torch.nn.functional.avg_pool3d
-    coarse = pool(torch.nn.functional.pad(grid, pad), factor)
+    coarse = pool(_pad_to_multiple(grid, factor), factor)
     norm = coarse.norm()
     if not norm > 0:  # r has no component the coarse grid sees
         return np.zeros_like(r)
@@ -495,6 +487,14 @@ def _direction(network, problem, r, level, parameter):
                                            align_corners=False)
     fine = fine[(0, 0) + tuple(slice(0, size) for size in problem.shape)]
     return problem.from_grid(fine).double().cpu().numpy()
+
+
+def _pad_to_multiple(x, step):
+    """``(batch, channels, *grid)`` zero-padded at the high end of each grid axis to a multiple of ``step``."""
+    pad = []
+    for size in reversed(x.shape[2:]):
+        pad += [0, (-size) % step]
+    return torch.nn.functional.pad(x, pad)
 
 
 def _check_n_directions(value, maxiter):
