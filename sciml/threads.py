@@ -23,6 +23,7 @@ Policy
 import contextlib
 import numbers
 import os
+import sys
 
 __all__ = ["available_cpus", "check_n_threads", "thread_limit"]
 
@@ -125,19 +126,39 @@ def thread_limit(n_threads=1):
     return _thread_limit(check_n_threads(n_threads))
 
 
+# (len(sys.modules) at the scan, ThreadpoolController): see _blas_controller.
+_controller_cache = None
+
+
+def _blas_controller():
+    """A threadpoolctl controller of the loaded libraries, rescanned only after new imports.
+
+    A scan walks every loaded shared library (1-3 ms with torch, scipy and
+    numba loaded), which was a third of a 10 ms video decomposition.  A BLAS
+    arrives with the import of the extension module that links it, so the
+    scan is reused while ``sys.modules`` has not grown; a library loaded by
+    other means (``ctypes``) is seen at the next import.
+    """
+    global _controller_cache
+    from threadpoolctl import ThreadpoolController
+
+    n_modules = len(sys.modules)
+    cache = _controller_cache
+    if cache is None or cache[0] != n_modules:
+        cache = _controller_cache = (n_modules, ThreadpoolController())
+    return cache[1]
+
+
 @contextlib.contextmanager
 def _thread_limit(n_threads):
     if n_threads is None:
         yield
         return
     import torch
-    from threadpoolctl import threadpool_limits
 
     torch_before = torch.get_num_threads()
-    # threadpool_limits records the current BLAS limits and restores them in
-    # its __exit__; it rescans loaded libraries each time (~0.5 ms), which
-    # catches a BLAS loaded after import.
-    with threadpool_limits(limits=n_threads, user_api="blas"):
+    # The limiter records the current BLAS limits and restores them on exit.
+    with _blas_controller().limit(limits=n_threads, user_api="blas"):
         if torch_before != n_threads:
             torch.set_num_threads(n_threads)
         try:

@@ -94,3 +94,20 @@ def test_import_has_no_side_effects():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == "" and out.stderr == ""
+
+
+def test_library_scan_reused_until_a_new_import(monkeypatch):
+    """The scan of loaded libraries is cached, and redone once sys.modules grows."""
+    import sys
+    import types
+
+    from sciml import threads
+
+    with thread_limit(1):
+        pass
+    first = threads._blas_controller()
+    assert threads._blas_controller() is first
+    monkeypatch.setitem(sys.modules, "_sciml_test_new_module", types.ModuleType("_sciml_test_new_module"))
+    rescanned = threads._blas_controller()
+    assert rescanned is not first
+    assert {lib.filepath for lib in rescanned.lib_controllers} == {lib.filepath for lib in first.lib_controllers}
