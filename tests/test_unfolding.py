@@ -87,6 +87,21 @@ def test_support_selection_passes_the_largest_entries_unshrunk(problem):
     np.testing.assert_allclose(out2[0, :5].detach().numpy(), expected, atol=1e-12)
 
 
+def test_untied_weights_train_at_their_own_learning_rate(problem, data):
+    """The weight matrices move by Adam steps of about weight_lr, the scalars by lr."""
+    Y, X = data
+    start = analytic_weights(problem.A)
+    n_steps, weight_lr = 12, 1e-4
+    coder = small_coder(problem, weights="untied", support_selection=True, ss_step=0.05, ss_max=0.25,
+                        n_layers=2, steps_per_layer=n_steps // 2, weight_lr=weight_lr, lr=0.05).fit(Y, X)
+    assert coder.module_.ss_step == 0.05 and coder.module_.ss_max == 0.25
+    moved = np.abs(coder.module_.Ws.detach().numpy() - start).max(axis=(1, 2))
+    # Adam's step is at most lr * (1 - beta1) / sqrt(1 - beta2) ~ 3.2 lr per entry;
+    # a weight_lr equal to lr (the old behaviour) would move them by up to 0.6.
+    assert 0 < moved.max() <= 3.2 * weight_lr * n_steps
+    assert np.abs(np.log(coder.steps_)).max() > 0.05  # the scalars moved at lr
+
+
 def test_network_options_are_validated(problem):
     with pytest.raises(ValueError, match="weights must be one of"):
         UnfoldedNetwork(problem.A, weights="shared")
@@ -189,6 +204,10 @@ def test_bad_input_gets_clear_errors(problem, data):
     A_nan[0, 0] = np.inf
     with pytest.raises(ValueError, match="A contains NaN or inf"):
         UnfoldedSparseCoder(A_nan).fit(Y, X)
+    with pytest.raises(ValueError, match="ss_max must be a fraction"):
+        small_coder(problem, support_selection=True, ss_max=1.5).fit(Y, X)
+    with pytest.raises(ValueError, match="weight_lr must be a positive number"):
+        small_coder(problem, weights="untied", weight_lr=-1e-3).fit(Y, X)
     with pytest.raises(NotFittedError):
         small_coder(problem).predict(Y)
     fitted = small_coder(problem, steps_per_layer=2).fit(Y, X)
