@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import torch
 from sklearn.linear_model import Lasso
 
@@ -315,7 +316,7 @@ def test_iht_l0_objective_non_increasing(standard):
 # ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+SOLVER_RUNS = pytest.mark.parametrize(
     "run",
     [
         lambda A, Y, X: ista(A, Y, 0.05, n_iter=30, X_true=X),
@@ -325,6 +326,9 @@ def test_iht_l0_objective_non_increasing(standard):
     ],
     ids=["ista", "fista", "iht_k", "iht_lam0"],
 )
+
+
+@SOLVER_RUNS
 def test_dense_and_sparse_agree(sparse_pair, run):
     A_sp, A_dense, Y, X = sparse_pair
     r_sp, r_dense = run(A_sp, Y, X), run(A_dense, Y, X)
@@ -343,6 +347,47 @@ def test_dense_and_sparse_objectives_agree(sparse_pair):
     r32 = ista(A_sp.astype(np.float32), Y, 0.05, n_iter=30)
     assert r32.X.dtype == np.float32
     np.testing.assert_allclose(r32.X, ista(A_dense, Y, 0.05, n_iter=30).X, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------
+# A as a LinearOperator agrees with the dense matrix
+# ----------------------------------------------------------------------------
+
+
+@SOLVER_RUNS
+def test_dense_and_linear_operator_agree(sparse_pair, run):
+    _, A_dense, Y, X = sparse_pair
+    r_op, r_dense = run(spla.aslinearoperator(A_dense), Y, X), run(A_dense, Y, X)
+    np.testing.assert_allclose(r_op.X, r_dense.X, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(r_op.objective, r_dense.objective, rtol=1e-10)
+    np.testing.assert_allclose(r_op.nmse_db, r_dense.nmse_db, rtol=1e-8)
+
+
+def test_dense_and_linear_operator_objectives_agree(sparse_pair):
+    A_sp, A_dense, Y, X = sparse_pair
+    # A matrix-free operator (only matvec/rmatvec): matmat/rmatmat loop over columns.
+    matrix_free = spla.LinearOperator(A_dense.shape, matvec=lambda v: A_dense @ v, rmatvec=lambda v: A_dense.T @ v,
+                                      dtype=np.float64)
+    for op in (spla.aslinearoperator(A_dense), spla.aslinearoperator(A_sp), matrix_free):
+        assert lasso_objective(op, X, Y, 0.1) == pytest.approx(lasso_objective(A_dense, X, Y, 0.1), rel=1e-12)
+        assert l0_objective(op, X, Y, 0.1) == pytest.approx(l0_objective(A_dense, X, Y, 0.1), rel=1e-12)
+        assert lipschitz_constant(op) == pytest.approx(lipschitz_constant(A_dense), rel=1e-12)
+    np.testing.assert_allclose(ista(matrix_free, Y, 0.05, n_iter=10).X, ista(A_dense, Y, 0.05, n_iter=10).X,
+                               rtol=1e-9, atol=1e-11)
+    ref_op, ref_dense = lasso_solution(spla.aslinearoperator(A_dense), Y, 0.05), lasso_solution(A_dense, Y, 0.05)
+    assert ref_op.F_star == pytest.approx(ref_dense.F_star, rel=1e-9)
+    r32 = ista(spla.aslinearoperator(A_dense.astype(np.float32)), Y, 0.05, n_iter=30)
+    assert r32.X.dtype == np.float32
+    np.testing.assert_allclose(r32.X, ista(A_dense, Y, 0.05, n_iter=30).X, atol=1e-4)
+    # One row or one column: ARPACK cannot, the products give the norm.
+    for B in (A_dense[:1], A_dense[:, :1]):
+        assert lipschitz_constant(spla.aslinearoperator(B)) == pytest.approx(np.linalg.norm(B) ** 2, rel=1e-12)
+
+
+def test_linear_operator_lipschitz_leaves_the_global_rng_alone(sparse_pair):
+    state = np.random.get_state()
+    lipschitz_constant(spla.aslinearoperator(sparse_pair[1]))
+    assert np.array_equal(np.random.get_state()[1], state[1])
 
 
 # ----------------------------------------------------------------------------
@@ -384,6 +429,12 @@ def _with_nan(a):
         (lambda: ista(sp.csc_array(_A), _Y, 0.1), TypeError, r"CSC .*tocsr\(\)"),
         (lambda: ista(torch.ones(6, 10), _Y, 0.1), TypeError, "got a torch.Tensor"),
         (lambda: ista(_A.astype(np.complex128), _Y, 0.1), TypeError, "float32 or float64"),
+        (lambda: ista(spla.aslinearoperator(_A.astype(np.complex128)), _Y, 0.1), TypeError,
+         "LinearOperator of dtype complex128; it must be float32 or float64"),
+        (lambda: lipschitz_constant(spla.aslinearoperator(np.ones((6, 10), dtype=np.int64))), TypeError,
+         "LinearOperator of dtype int64"),
+        (lambda: ista(spla.aslinearoperator(_A), np.ones((3, 7)), 0.1), ValueError,
+         r"Y has shape \(3, 7\) but A has shape \(6, 10\)"),
         (lambda: ista(_A, _Y, 0.1, n_threads=0), ValueError, "n_threads"),
         (lambda: iht(_A, _Y), ValueError, "exactly one of lam0"),
         (lambda: iht(_A, _Y, lam0=0.1, k=2), ValueError, "exactly one of lam0"),

@@ -18,8 +18,10 @@ Conventions
   scikit-learn's :class:`~sklearn.linear_model.Lasso` divides the data term
   by the number of rows of its design matrix (here ``m``), so it solves the
   same problem with ``alpha = lam / m`` (and ``fit_intercept=False``).
-* ``A`` is a dense ``numpy.ndarray`` (products with BLAS) or a
-  ``scipy.sparse`` CSR array/matrix (products with :func:`sciml.sparse.spmm`).
+* ``A`` is a dense ``numpy.ndarray`` (products with BLAS), a
+  ``scipy.sparse`` CSR array/matrix (products with :func:`sciml.sparse.spmm`)
+  or a real :class:`scipy.sparse.linalg.LinearOperator` (products with its
+  ``matmat`` / ``rmatmat``, the adjoint).
   Computation runs in A's dtype (float32 or float64; integer dense ``A`` is
   promoted to float64); ``Y``, ``X0`` and ``X_true`` are cast to it.
 * Internally a batch is stored transposed, ``(n, n_samples)`` C-contiguous,
@@ -36,6 +38,8 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass
+
+import sys
 
 import numpy as np
 import scipy.sparse as sp
@@ -154,9 +158,33 @@ class LassoReference:
 # --------------------------------------------------------------------------
 
 
+def _is_linear_operator(A):
+    # Whoever built a LinearOperator imported scipy.sparse.linalg; looking it up
+    # here keeps importing this module free of that import.
+    linalg = sys.modules.get("scipy.sparse.linalg")
+    return linalg is not None and isinstance(A, linalg.LinearOperator)
+
+
+def _check_linear_operator(A, name="A"):
+    """A real float32/float64 :class:`~scipy.sparse.linalg.LinearOperator` (returned as is)."""
+    if A.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"{name} is a LinearOperator of dtype {A.dtype}; it must be float32 or float64 "
+            "(a real operator, whose adjoint is its transpose)"
+        )
+    return A
+
+
+def _check_sensing(A, name="A"):
+    """A dense/CSR matrix (see ``_check_matrix``) or a real LinearOperator."""
+    if _is_linear_operator(A):
+        return _check_linear_operator(A, name)
+    return _check_matrix(A, name)
+
+
 def _prepare(A, Y, X0=None, X_true=None, *, x0_name="X0"):
     """Validated operator and transposed (column-per-signal) batches."""
-    A = _check_matrix(A)
+    A = _check_sensing(A)
     n = A.shape[1]
     Y = _check_batch(Y, "Y", A.shape, 0, A.dtype)
     n_samples = Y.shape[0]
@@ -179,11 +207,12 @@ def _prepare(A, Y, X0=None, X_true=None, *, x0_name="X0"):
 
 
 class _Operator:
-    """``A @ Z`` and ``A.T @ R`` for column batches, dense BLAS or the sparse core."""
+    """``A @ Z`` and ``A.T @ R`` for column batches: dense BLAS, the sparse core or a LinearOperator."""
 
     def __init__(self, A):
         self.A = A
         self.sparse = sp.issparse(A)
+        self.linear_operator = _is_linear_operator(A)
         self.shape = A.shape
         self.dtype = A.dtype
         if self.sparse:
@@ -192,10 +221,21 @@ class _Operator:
 
             self._spmm = spmm
 
+    def _owned(self, out):
+        # The loop updates products in place: a C-contiguous, writable array in A's dtype.
+        out = np.asarray(out)
+        if out.dtype != self.dtype or not out.flags.c_contiguous or not out.flags.writeable:
+            out = np.array(out, dtype=self.dtype, order="C")
+        return out
+
     def fwd(self, Z):
+        if self.linear_operator:
+            return self._owned(self.A.matmat(Z))
         return self._spmm(self.A, Z) if self.sparse else self.A @ Z
 
     def adj(self, R):
+        if self.linear_operator:
+            return self._owned(self.A.rmatmat(R))
         return self._spmm(self.A, R, transpose=True) if self.sparse else self.A.T @ R
 
 
@@ -222,7 +262,7 @@ def lasso_objective(A, X, Y, lam):
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
     X : array_like, shape (n_samples, n)
         Codes, one per row.
     Y : array_like, shape (n_samples, m)
@@ -253,7 +293,7 @@ def l0_objective(A, X, Y, lam0):
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
     X : array_like, shape (n_samples, n)
     Y : array_like, shape (n_samples, m)
     lam0 : float
@@ -280,7 +320,7 @@ def lipschitz_constant(A):
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
 
     Returns
     -------
@@ -291,16 +331,20 @@ def lipschitz_constant(A):
     -----
     For ``min(m, n) <= 1000`` (the standard problems) it is the largest
     eigenvalue of the smaller Gram matrix ``A A^T`` or ``A^T A`` (LAPACK,
-    exact to rounding). Larger matrices use ARPACK
-    (:func:`scipy.sparse.linalg.svds`, tolerance 0, i.e. machine precision)
-    on a ``LinearOperator`` whose products go through :mod:`sciml.sparse`
-    for a sparse ``A``, started from a fixed vector so that the result is
-    deterministic and numpy's global RNG is untouched.
+    exact to rounding). Larger matrices, and every
+    :class:`~scipy.sparse.linalg.LinearOperator` (which is never densified),
+    use ARPACK (:func:`scipy.sparse.linalg.svds`, tolerance 0, i.e. machine
+    precision) on a ``LinearOperator`` whose products go through
+    :mod:`sciml.sparse` for a sparse ``A`` (and through the operator's own
+    products, in float64, for an operator), started from a fixed vector so
+    that the result is deterministic and numpy's global RNG is untouched.
     """
-    A = _check_matrix(A)
+    A = _check_sensing(A)
     m, n = A.shape
     if min(m, n) == 0:
         return 0.0
+    if _is_linear_operator(A):
+        return _operator_norm_squared(A)
     if min(m, n) <= _DENSE_NORM_MAX:
         # Sparse-times-sparse-transpose is scipy's sparse GEMM, not a SpMV/SpMM
         # of the core; densifying is fine at this size.
@@ -308,7 +352,7 @@ def lipschitz_constant(A):
         B = np.asarray(B, dtype=np.float64)
         G = B @ B.T if m <= n else B.T @ B
         return float(np.linalg.eigvalsh(G)[-1])
-    from scipy.sparse.linalg import LinearOperator, svds
+    from scipy.sparse.linalg import LinearOperator
 
     if sp.issparse(A):
         from sciml.sparse import spmv
@@ -322,9 +366,34 @@ def lipschitz_constant(A):
         )
     else:
         lin = np.asarray(A, dtype=np.float64)
-    v0 = np.random.default_rng(0).standard_normal(min(m, n))
+    return _largest_singular_value(lin) ** 2
+
+
+def _largest_singular_value(lin):
+    """ARPACK's largest singular value from a fixed start (deterministic, global RNG untouched)."""
+    from scipy.sparse.linalg import svds
+
+    v0 = np.random.default_rng(0).standard_normal(min(lin.shape))
     s = svds(lin, k=1, tol=0, v0=v0, return_singular_vectors=False, solver="arpack")
-    return float(s[0]) ** 2
+    return float(s[0])
+
+
+def _operator_norm_squared(A):
+    """``||A||_2^2`` of a LinearOperator through its products, in float64."""
+    from scipy.sparse.linalg import LinearOperator
+
+    m, n = A.shape
+    if min(m, n) == 1:
+        # ARPACK needs k < min(m, n): the operator is one row or column, get it.
+        B = A.matmat(np.eye(n)) if n == 1 else A.rmatmat(np.eye(m))
+        return float(np.sum(np.square(np.asarray(B, dtype=np.float64))))
+    lin = LinearOperator(
+        (m, n),
+        matvec=lambda v: np.asarray(A.matvec(v), dtype=np.float64),
+        rmatvec=lambda v: np.asarray(A.rmatvec(v), dtype=np.float64),
+        dtype=np.float64,
+    )
+    return _largest_singular_value(lin) ** 2
 
 
 # --------------------------------------------------------------------------
@@ -442,7 +511,7 @@ def ista(A, Y, lam, *, n_iter=100, step=None, X0=None, tol=0.0, record=True, X_t
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
         Sensing matrix; float32 or float64 (integer dense ``A`` becomes float64).
     Y : array_like, shape (n_samples, m)
         Measurements, one signal per row; cast to A's dtype.
@@ -500,7 +569,7 @@ def fista(A, Y, lam, *, n_iter=100, step=None, X0=None, tol=0.0, record=True, X_
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
         Sensing matrix; float32 or float64 (integer dense ``A`` becomes float64).
     Y : array_like, shape (n_samples, m)
         Measurements, one signal per row; cast to A's dtype.
@@ -567,7 +636,7 @@ def iht(A, Y, *, lam0=None, k=None, n_iter=100, step=None, X0=None, tol=0.0, rec
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
     Y : array_like, shape (n_samples, m)
         Measurements, one signal per row.
     lam0 : float, optional
@@ -664,7 +733,7 @@ def lasso_solution(A, Y, lam, *, tol=1e-10, max_iter=20000, check_every=10, n_th
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
     Y : array_like, shape (n_samples, m)
     lam : float
         Positive l1 weight (sklearn's ``alpha = lam / m``).
@@ -734,7 +803,7 @@ def lasso_relative_gap(A, X, Y, lam, F_star=None):
 
     Parameters
     ----------
-    A : numpy.ndarray or scipy.sparse CSR array/matrix, shape (m, n)
+    A : numpy.ndarray, scipy.sparse CSR array/matrix or LinearOperator, shape (m, n)
     X : array_like, shape (n_samples, n)
         Estimates, one per row.
     Y : array_like, shape (n_samples, m)
