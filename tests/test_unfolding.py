@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -13,7 +14,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 from unfolding.classical import ista, iht, lasso_objective, lipschitz_constant
 from unfolding.estimators import UnfoldedSparseCoder
-from unfolding.networks import UnfoldedNetwork, analytic_weights
+import unfolding.estimators as estimators
+from unfolding.networks import UnfoldedNetwork, analytic_weights, operator_matmul
 from unfolding.problems import nmse_db, standard_problem
 
 
@@ -43,24 +45,68 @@ def test_analytic_weights_unit_diagonal_and_optimal_columns(problem):
     assert np.abs(W.T @ A - np.eye(60)).max() < np.abs(A.T @ A - np.eye(60)).max()
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_untrained_tied_network_is_ista(problem, data, sparse):
+def as_kind(A, kind):
+    """The dense matrix A as itself, a CSR array or a LinearOperator."""
+    return {"dense": A, "sparse": sp.csr_array(A), "operator": spla.aslinearoperator(A)}[kind]
+
+
+KINDS = ["dense", "sparse", "operator"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_untrained_tied_network_is_ista(problem, data, kind):
     Y, _ = data
     lam, L = 0.05, lipschitz_constant(problem.A)
-    A = sp.csr_array(problem.A) if sparse else problem.A
+    A = as_kind(problem.A, kind)
     net = UnfoldedNetwork(A, 7, weights="tied", prox="soft", step_init=1.0 / L, threshold_init=lam)
     with torch.no_grad():
         out = net(torch.from_numpy(Y)).numpy()
     reference = ista(problem.A, Y, lam, n_iter=7, record=False).X
     np.testing.assert_allclose(out, reference, rtol=1e-10, atol=1e-12)
+    # The default step is ISTA's 1 / ||A||_2^2 (svds on a LinearOperator).
+    assert UnfoldedNetwork(A, 2).log_step[0].exp().item() == pytest.approx(1.0 / L, rel=1e-10)
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_measure_is_A_times_rows(problem, data, sparse):
+@pytest.mark.parametrize("kind", KINDS)
+def test_measure_is_A_times_rows(problem, data, kind):
     _, X = data
-    A = sp.csr_array(problem.A) if sparse else problem.A
+    A = as_kind(problem.A, kind)
     net = UnfoldedNetwork(A, 2)
     np.testing.assert_allclose(net.measure(torch.from_numpy(X)).numpy(), X @ problem.A.T, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_operator_matmul_is_the_product_and_its_adjoint_is_the_gradient(problem, transpose):
+    op = spla.aslinearoperator(problem.A)
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(problem.A.shape[0] if transpose else problem.A.shape[1], 3, generator=gen,
+                    dtype=torch.float64, requires_grad=True)
+    expected = (problem.A.T if transpose else problem.A) @ X.detach().numpy()
+    np.testing.assert_allclose(operator_matmul(op, X, transpose=transpose).detach().numpy(), expected,
+                               rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda X: operator_matmul(op, X, transpose=transpose), (X,))
+    # A float32 operator gives products in the operand's dtype.
+    op32 = spla.aslinearoperator(problem.A.astype(np.float32))
+    assert operator_matmul(op32, X.detach().float(), transpose=transpose).dtype == torch.float32
+
+
+def test_operator_network_trains_through_the_operator(problem, data):
+    """Parameter gradients through matmat/rmatmat equal those through the dense A."""
+    Y, X = data
+    grads = []
+    for A in (problem.A, spla.aslinearoperator(problem.A)):
+        net = UnfoldedNetwork(A, 4)
+        out = net(torch.from_numpy(Y[:20]))
+        ((out - torch.from_numpy(X[:20])).square().sum() + net.measure(out).square().sum()).backward()
+        grads.append((net.log_step.grad.numpy(), net.log_threshold.grad.numpy()))
+    np.testing.assert_allclose(grads[1][0], grads[0][0], rtol=1e-9)
+    np.testing.assert_allclose(grads[1][1], grads[0][1], rtol=1e-9)
+
+
+def test_operator_network_computes_on_the_cpu_only(problem):
+    net = UnfoldedNetwork(spla.aslinearoperator(problem.A), 2)
+    with pytest.raises(ValueError, match="LinearOperator, which computes on numpy"):
+        net(torch.empty((4, problem.A.shape[0]), dtype=torch.float64, device="meta"))
 
 
 def test_untrained_hard_network_is_iht(problem, data):
@@ -109,6 +155,10 @@ def test_network_options_are_validated(problem):
         UnfoldedNetwork(problem.A, prox="hard", support_selection=True)
     with pytest.raises(ValueError, match="need a dense A"):
         UnfoldedNetwork(sp.csr_array(problem.A), weights="analytic")
+    with pytest.raises(ValueError, match="need a dense A.*LinearOperator A works with weights='tied'"):
+        UnfoldedNetwork(spla.aslinearoperator(problem.A), weights="untied")
+    with pytest.raises(TypeError, match="LinearOperator of dtype complex128; it must be float32 or float64"):
+        UnfoldedNetwork(spla.aslinearoperator(problem.A.astype(np.complex128)))
     with pytest.raises(ValueError, match="positive integer k"):
         UnfoldedNetwork(problem.A, prox="topk")
 
@@ -213,6 +263,152 @@ def test_bad_input_gets_clear_errors(problem, data):
     fitted = small_coder(problem, steps_per_layer=2).fit(Y, X)
     with pytest.raises(ValueError, match="features"):
         fitted.predict(Y[:, :10])
+
+
+# ---------------------------------------------------------------- A as a LinearOperator
+
+
+@pytest.mark.parametrize("params", [dict(), dict(loss="unsupervised"), dict(algorithm="iht_topk", k=6),
+                                    dict(support_selection=True, synthetic={"p": 0.1, "snr_db": 30.0})],
+                         ids=["supervised", "unsupervised", "topk", "ss_synthetic"])
+def test_fit_predict_with_a_linear_operator_matches_the_dense_matrix(problem, data, params):
+    Y, X = data
+    params = dict(n_layers=3, steps_per_layer=15, **params)
+    dense = small_coder(problem, **params).fit(Y, X)
+    op = small_coder(problem, **params).set_params(A=spla.aslinearoperator(problem.A)).fit(Y, X)
+    assert op.module_.operator and op.device_ == torch.device("cpu")
+    np.testing.assert_allclose(op.predict(Y), dense.predict(Y), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(op.steps_, dense.steps_, rtol=1e-8)
+    np.testing.assert_allclose(op.layer_objective_, dense.layer_objective_, rtol=1e-8)
+
+
+def test_linear_operator_in_float32_and_pickled(problem, data):
+    Y, X = data
+    # A float64 operator serves a float32 estimator: its products are cast.
+    coder = small_coder(problem, dtype="float32", steps_per_layer=5)
+    coder.set_params(A=spla.aslinearoperator(problem.A)).fit(Y, X)
+    codes = coder.predict(Y)
+    assert codes.dtype == np.float32 and coder.module_.log_step.dtype == torch.float32
+    clone = pickle.loads(pickle.dumps(coder))
+    np.testing.assert_array_equal(clone.predict(Y), codes)
+
+
+def test_linear_operator_errors(problem, data, monkeypatch):
+    Y, X = data
+    op = spla.aslinearoperator(problem.A)
+    with pytest.raises(ValueError, match="analytic and untied weights need a dense A.*LinearOperator"):
+        small_coder(problem, weights="analytic").set_params(A=op).fit(Y, X)
+    with pytest.raises(TypeError, match="LinearOperator of dtype complex128; it must be float32 or float64"):
+        small_coder(problem).set_params(A=spla.aslinearoperator(problem.A.astype(np.complex128))).fit(Y, X)
+    with pytest.raises(TypeError, match="LinearOperator of dtype int64"):
+        small_coder(problem).set_params(A=spla.aslinearoperator(np.ones((30, 60), dtype=np.int64))).fit(Y, X)
+    # A CUDA device is refused before anything runs there (simulated: no GPU needed).
+    monkeypatch.setattr(estimators, "resolve_device", lambda device: torch.device("cuda", 0))
+    with pytest.raises(ValueError, match="LinearOperator, which computes on numpy .*cannot train on cuda:0"):
+        small_coder(problem, device="cuda").set_params(A=op).fit(Y, X)
+
+
+# ---------------------------------------------------------------- torch tensors
+
+
+def test_fit_on_a_cpu_tensor_equals_fit_on_the_array(problem, data):
+    Y, X = data
+    from_array = small_coder(problem, steps_per_layer=15).fit(Y, X)
+    from_tensor = small_coder(problem, steps_per_layer=15).fit(torch.from_numpy(Y), torch.from_numpy(X))
+    assert from_tensor.device_ == torch.device("cpu") and from_tensor.n_features_in_ == 30
+    np.testing.assert_allclose(from_tensor.predict(Y), from_array.predict(Y), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(from_tensor.layer_nmse_db_, from_array.layer_nmse_db_)
+    # Unsupervised, a float32 tensor, and codes given as an array next to a tensor.
+    unsup = small_coder(problem, loss="unsupervised", steps_per_layer=5)
+    np.testing.assert_allclose(unsup.fit(torch.from_numpy(Y).float()).predict(Y),
+                               small_coder(problem, loss="unsupervised", steps_per_layer=5)
+                               .fit(Y.astype(np.float32)).predict(Y), rtol=1e-12, atol=1e-14)
+    mixed = small_coder(problem, steps_per_layer=15).fit(torch.from_numpy(Y), X)
+    np.testing.assert_array_equal(mixed.predict(Y), from_tensor.predict(Y))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_of_a_tensor_is_a_tensor_of_its_dtype(problem, data, kind):
+    Y, X = data
+    coder = small_coder(problem, steps_per_layer=5).set_params(A=as_kind(problem.A, kind)).fit(Y, X)
+    expected = coder.predict(Y)
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        codes = coder.predict(torch.from_numpy(Y).to(dtype))
+        assert isinstance(codes, torch.Tensor) and codes.dtype == dtype and codes.device.type == "cpu"
+        assert not codes.requires_grad
+        np.testing.assert_allclose(codes.numpy(), expected, rtol=rtol, atol=10 * rtol)
+
+
+def test_bad_tensors_get_clear_errors(problem, data):
+    Y, X = data
+    Yt, Xt = torch.from_numpy(Y), torch.from_numpy(X)
+    nan, inf = Yt.clone(), Yt.clone()
+    nan[0, 0], inf[1, 1] = float("nan"), float("inf")
+    cases = [
+        ((nan, Xt), ValueError, "Input X contains NaN"),
+        ((inf, Xt), ValueError, "Input X contains infinity"),
+        ((Yt, Xt.clone().fill_(float("nan"))), ValueError, "Input y contains NaN"),
+        ((Yt[0], Xt), ValueError, "Expected 2D tensor, got 1D tensor"),
+        ((Yt[None], Xt), ValueError, "Expected 2D tensor, got 3D tensor"),
+        ((Yt.long(), Xt), TypeError, "X must be a float32 or float64 tensor, got torch.int64"),
+        ((Yt.to(torch.complex128), Xt), TypeError, "X must be a float32 or float64 tensor, got torch.complex128"),
+        ((Yt, Xt.int()), TypeError, "y must be a float32 or float64 tensor, got torch.int32"),
+        ((Yt[:0], Xt[:0]), ValueError, r"Found array with 0 sample\(s\)"),
+        ((Yt[:, :29], Xt), ValueError, r"X has 29 features .* A has shape \(30, 60\)"),
+        ((Yt, Xt[:, :59]), ValueError, r"y must have shape \(n_samples, 60\)"),
+        ((Yt, Xt[:10]), ValueError, "inconsistent numbers of samples"),
+    ]
+    for args, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            small_coder(problem).fit(*args)
+    fitted = small_coder(problem, steps_per_layer=2).fit(Yt, Xt)
+    with pytest.raises(ValueError, match="X has 10 features, but UnfoldedSparseCoder is expecting 30"):
+        fitted.predict(Yt[:, :10])
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        fitted.predict(nan)
+    with pytest.raises(TypeError, match="float32 or float64 tensor, got torch.int64"):
+        fitted.predict(Yt.long())
+    with pytest.raises(ValueError, match="Expected 2D tensor"):
+        fitted.predict(Yt[0])
+
+
+@pytest.mark.gpu
+def test_fit_and_predict_on_cuda_tensors(problem, data):
+    Y, X = data
+    Yg, Xg = torch.from_numpy(Y).cuda(), torch.from_numpy(X).cuda()
+    coder = small_coder(problem, steps_per_layer=15).fit(Yg, Xg)  # device="auto": the tensor's GPU
+    assert coder.device_ == Yg.device and coder.module_.log_step.device == Yg.device
+    codes = coder.predict(Yg.float())
+    assert codes.device == Yg.device and codes.dtype == torch.float32
+    expected = coder.predict(Y)  # numpy in, numpy out
+    np.testing.assert_allclose(codes.cpu().numpy(), expected, rtol=1e-5, atol=1e-5)
+    # A CPU tensor for the GPU model: a CPU copy of the network computes it.
+    on_cpu = coder.predict(torch.from_numpy(Y))
+    assert on_cpu.device.type == "cpu" and coder.module_.log_step.device == Yg.device
+    np.testing.assert_allclose(on_cpu.numpy(), expected, rtol=1e-10, atol=1e-12)
+    # A CUDA tensor for a CPU model: a GPU copy computes it.
+    cpu_model = small_coder(problem, steps_per_layer=15, device="cpu").fit(Yg, Xg)
+    assert cpu_model.device_.type == "cpu"
+    on_gpu = cpu_model.predict(Yg)
+    assert on_gpu.device == Yg.device and cpu_model.module_.log_step.device.type == "cpu"
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), cpu_model.predict(Y), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_linear_operator_refuses_cuda(problem, data):
+    Y, X = data
+    op = spla.aslinearoperator(problem.A)
+    with pytest.raises(ValueError, match="LinearOperator, which computes on numpy .*cannot train on cuda"):
+        small_coder(problem).set_params(A=op).fit(torch.from_numpy(Y).cuda(), torch.from_numpy(X).cuda())
+    with pytest.raises(ValueError, match="LinearOperator, which computes on numpy .*cannot train on cuda"):
+        small_coder(problem, device="cuda").set_params(A=op).fit(Y, X)
+    coder = small_coder(problem, steps_per_layer=2).set_params(A=op).fit(Y, X)  # "auto": the CPU
+    assert coder.device_.type == "cpu"
+    with pytest.raises(ValueError, match="LinearOperator, which computes on numpy .*cannot predict on cuda"):
+        coder.predict(torch.from_numpy(Y).cuda())
+    net = UnfoldedNetwork(op, 2).cuda()
+    with pytest.raises(ValueError, match="LinearOperator, which computes on numpy"):
+        net(torch.from_numpy(Y).cuda())
 
 
 def test_diverging_training_stops_with_a_warning_and_keeps_the_best_weights(problem, data):

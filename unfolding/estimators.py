@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import MultiOutputMixin, RegressorMixin
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
-from sciml.base import BaseTorchEstimator, check_random_state_torch, to_numpy
+from sciml.base import BaseTorchEstimator, as_tensor, check_random_state_torch, resolve_device, to_numpy
 
-from .networks import UnfoldedNetwork
+from .classical import _is_linear_operator
+from .networks import UnfoldedNetwork, _cast_operator
 
 __all__ = ["UnfoldedSparseCoder", "unfolded_objective"]
 
@@ -47,11 +49,22 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
     ALISTA's analytic weights, LISTA-CP's untied weights and support
     selection as options.
 
+    Measurements and codes may be numpy arrays or torch tensors: a tensor
+    given to :meth:`fit` trains on its device (with ``device="auto"``), and
+    :meth:`predict` of a tensor returns a tensor on the input's device, in
+    its dtype.
+
     Parameters
     ----------
-    A : ndarray or scipy.sparse matrix of shape (m, n)
+    A : ndarray, scipy.sparse matrix or scipy.sparse.linalg.LinearOperator of shape (m, n)
         Sensing matrix: a measurement is ``y = A x (+ noise)``.  Sparse A
-        works with ``weights="tied"``.
+        works with ``weights="tied"``.  A real (float32/float64)
+        :class:`~scipy.sparse.linalg.LinearOperator` works with
+        ``weights="tied"`` too: the network applies ``A`` and ``A^T`` with
+        its ``matmat`` and ``rmatmat`` (which must compute the adjoint), on
+        numpy, so it trains and predicts on the CPU only; its products are
+        cast to `dtype`, and ``||A||_2`` (the default step) comes from
+        :func:`scipy.sparse.linalg.svds` on it.
     n_layers : int, default=16
     algorithm : {"ista", "iht", "iht_topk"}, default="ista"
         Soft thresholding (l1), hard thresholding at ``sqrt(2 lam0 step)``
@@ -105,6 +118,11 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
     dtype : {"float32", "float64"}, default="float32"
     random_state : None, int, numpy RandomState or Generator, default=None
     device : "auto", "cpu", "cuda" or torch.device, default="auto"
+        Where :meth:`fit` trains.  ``"auto"``: the device of a tensor given
+        to fit; otherwise the CPU for a LinearOperator `A`, else CUDA when
+        available.  A LinearOperator `A` refuses a CUDA device (or CUDA
+        tensors) with a ``ValueError``.  An explicit device wins over the
+        data's: tensors are moved to it.
     verbose : bool, default=False
         Progress bar per stage.
     n_threads : int or None, default=1
@@ -127,6 +145,8 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
     n_iter_ : int
     n_features_in_ : int
     device_ : torch.device
+        The device fit trained on (that of the tensor given to fit, with
+        ``device="auto"``).
 
     Examples
     --------
@@ -221,6 +241,9 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
         A = self.A
         if A is None:
             raise ValueError("A (the sensing matrix) must be given")
+        if _is_linear_operator(A):
+            # TypeError for a non-float32/float64 operator; products cast to `dtype`.
+            return _cast_operator(A, self.dtype)
         if sp.issparse(A):
             A = sp.csr_array(A).astype(self.dtype)
             data = A.data
@@ -233,15 +256,80 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
             raise ValueError("A contains NaN or inf")
         return A
 
+    # ------------------------------------------------------------------ tensors
+    def _check_tensor(self, T, name):
+        """Validate a tensor as ``validate_data`` validates an array (same messages where they apply)."""
+        if T.ndim != 2:
+            raise ValueError(
+                f"Expected 2D tensor, got {T.ndim}D tensor instead (shape {tuple(T.shape)}): use "
+                f"{name}.reshape(-1, 1) if your data has a single feature or {name}.reshape(1, -1) "
+                "if it contains a single sample."
+            )
+        if T.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name} must be a float32 or float64 tensor, got {T.dtype}")
+        for axis, what in ((0, "sample"), (1, "feature")):
+            if T.shape[axis] == 0:
+                raise ValueError(
+                    f"Found array with 0 {what}(s) (shape={tuple(T.shape)}) while a minimum of 1 is "
+                    f"required by {type(self).__name__}."
+                )
+        T = T.detach()
+        if not bool(torch.isfinite(T).all()):
+            what = "NaN" if bool(torch.isnan(T).any()) else "infinity"
+            raise ValueError(f"Input {name} contains {what}.")
+        return T
+
+    def _check_tensor_data(self, X, y, reset):
+        """Tensor X (and y: a tensor or array-like), validated; sets or checks ``n_features_in_``."""
+        X = self._check_tensor(X, "X")
+        if y is not None:
+            if not isinstance(y, torch.Tensor):
+                y = as_tensor(check_array(y, dtype=[np.float64, np.float32], ensure_2d=False, input_name="y"))
+            y = self._check_tensor(y, "y")
+            check_consistent_length(X, y)
+        # Feature count and names only (the arrays were checked above).
+        validate_data(self, X, skip_check_array=True, reset=reset)
+        return X, y
+
+    def _fit_device(self, X, operator):
+        """The training device: the tensor's for device='auto', the CPU for a LinearOperator A."""
+        auto = isinstance(self.device, str) and self.device == "auto"
+        if auto and isinstance(X, torch.Tensor):
+            device = resolve_device(X.device)
+        elif auto and operator:
+            device = torch.device("cpu")
+        else:
+            device = resolve_device(self.device)
+        if operator and device.type != "cpu":
+            raise ValueError(
+                f"A is a LinearOperator, which computes on numpy (the CPU): it cannot train on {device}; "
+                "use device='cpu' and numpy arrays or CPU tensors"
+            )
+        self.device_ = device
+        return device
+
+    def _module_on(self, device):
+        """The fitted network on `device`: itself, or a copy moved there (the module is small)."""
+        net = self.module_
+        if net.log_step.device == device:
+            return net
+        if net.operator:
+            raise ValueError(
+                f"A is a LinearOperator, which computes on numpy (the CPU): cannot predict on {device}; "
+                "pass numpy arrays or CPU tensors"
+            )
+        return copy.deepcopy(net).to(device)
+
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
         """Train the network.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, m)
-            Measurements.
-        y : array-like of shape (n_samples, n), optional
+        X : array-like or torch.Tensor of shape (n_samples, m)
+            Measurements.  A tensor (float32 or float64, finite) trains on
+            its device when ``device="auto"`` (a CUDA tensor on its GPU).
+        y : array-like or torch.Tensor of shape (n_samples, n), optional
             True codes; required for ``loss="supervised"``, and used for the
             per-layer NMSE diagnostics whenever given.
 
@@ -251,15 +339,22 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
         """
         self._check_params()
         A = self._check_A()
-        if y is None:
-            if self.loss == "supervised" and self.synthetic is None:
-                raise ValueError("loss='supervised' needs the true codes y (or synthetic batches)")
+        if y is None and self.loss == "supervised" and self.synthetic is None:
+            raise ValueError("loss='supervised' needs the true codes y (or synthetic batches)")
+        tensor_input = isinstance(X, torch.Tensor)
+        if tensor_input:
+            X, y = self._check_tensor_data(X, y, reset=True)
+        elif y is None:
             X = validate_data(self, X, dtype=[np.float64, np.float32])
         else:
+            if isinstance(y, torch.Tensor):
+                y = to_numpy(y)
             X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
             y = np.asarray(y, dtype=self.dtype)
-            if y.ndim != 2 or y.shape[1] != A.shape[1]:
-                raise ValueError(f"y must have shape (n_samples, {A.shape[1]}) (A is {A.shape}), got {y.shape}")
+        if y is not None and (y.ndim != 2 or y.shape[1] != A.shape[1]):
+            raise ValueError(
+                f"y must have shape (n_samples, {A.shape[1]}) (A is {A.shape}), got {tuple(y.shape)}"
+            )
         if X.shape[1] != A.shape[0]:
             raise ValueError(
                 f"X has {X.shape[1]} features (measurements) but A has shape {A.shape}: "
@@ -268,7 +363,7 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
         if self.algorithm == "iht_topk" and (self.k is None or not 1 <= int(self.k) <= A.shape[1]):
             raise ValueError(f"algorithm='iht_topk' needs k in [1, {A.shape[1]}], got {self.k!r}")
 
-        device = self._resolve_device()
+        device = self._fit_device(X, _is_linear_operator(A))
         torch_dtype = self._torch_dtype()
         generator = check_random_state_torch(self.random_state, device)
         net = UnfoldedNetwork(
@@ -282,8 +377,12 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
             lam0=self.lam0,
             k=self.k,
         ).to(device)
-        Xt = torch.as_tensor(np.asarray(X, dtype=self.dtype), device=device)
-        yt = None if y is None else torch.as_tensor(y, device=device)
+        if tensor_input:
+            Xt = X.to(device, torch_dtype)
+            yt = None if y is None else y.to(device, torch_dtype)
+        else:
+            Xt = torch.as_tensor(np.asarray(X, dtype=self.dtype), device=device)
+            yt = None if y is None else torch.as_tensor(y, device=device)
         sample = self._batch_source(net, Xt, yt, generator, torch_dtype)
         self._fit_layers(net, sample)
 
@@ -394,8 +493,30 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
 
     # ------------------------------------------------------------------ predicting
     def predict(self, X):
-        """Sparse codes of measurements X, shape (n_samples, n)."""
+        """Sparse codes of measurements X.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, m)
+            Measurements.  A tensor (float32 or float64, finite) is
+            processed on its own device: on another device than the one fit
+            trained on, a copy of the network moved there computes the codes
+            (the fitted model is left where it is).  A LinearOperator `A`
+            computes on the CPU only and refuses CUDA tensors
+            (``ValueError``).
+
+        Returns
+        -------
+        codes : ndarray or torch.Tensor of shape (n_samples, n)
+            A numpy array in the estimator's `dtype` for array input; a
+            tensor on X's device, in X's dtype, for tensor input.
+        """
         self._check_fitted()
+        if isinstance(X, torch.Tensor):
+            Xt, _ = self._check_tensor_data(X, None, reset=False)
+            net = self._module_on(Xt.device)
+            with torch.no_grad(), self._thread_limit():
+                return net(Xt.to(net.log_step.dtype)).to(X.dtype)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         Xt = torch.as_tensor(np.asarray(X, dtype=self.dtype), device=self.device_)
         with torch.no_grad(), self._thread_limit():

@@ -31,7 +31,11 @@ Signals are rows at the interface (``(n_samples, n)``).  With a dense A
 they stay rows inside (top-k and support selection then work along
 contiguous memory: 5x faster than along columns); with a scipy-sparse A
 they are columns inside (``(n, batch)``), so that A multiplies through
-:func:`sciml.sparse.spmm` without a transpose per layer.
+:func:`sciml.sparse.spmm` without a transpose per layer.  A
+:class:`scipy.sparse.linalg.LinearOperator` A uses the same column layout:
+its ``matmat`` / ``rmatmat`` run on numpy inside a
+:class:`torch.autograd.Function` (:func:`operator_matmul`), so such a
+network computes on the CPU only.
 """
 
 from __future__ import annotations
@@ -43,11 +47,14 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from sciml.prox import hard_threshold, hard_threshold_topk, soft_threshold
 from sciml.sparse import spmm
 
-__all__ = ["UnfoldedNetwork", "analytic_weights"]
+from .classical import _check_linear_operator, _is_linear_operator, lipschitz_constant
+
+__all__ = ["UnfoldedNetwork", "analytic_weights", "operator_matmul"]
 
 _WEIGHTS = ("tied", "analytic", "untied")
 _PROX = ("soft", "hard", "topk")
@@ -76,6 +83,97 @@ def analytic_weights(A):
     return gram_inv_A / scale
 
 
+def _apply_operator(operator, X, transpose):
+    """``operator @ X`` (or its adjoint's) on a CPU tensor's numpy view, as a tensor of X's dtype."""
+    if X.device.type != "cpu":
+        raise ValueError(
+            f"A is a LinearOperator, which computes on numpy (the CPU), but the operand is on "
+            f"{X.device}: run a LinearOperator network on the CPU"
+        )
+    x = X.detach().resolve_neg().resolve_conj().numpy()
+    out = np.asarray(operator.rmatmat(x) if transpose else operator.matmat(x))
+    if out.dtype != x.dtype or not out.flags.c_contiguous or not out.flags.writeable:
+        out = np.array(out, dtype=x.dtype, order="C")
+    return torch.from_numpy(out)
+
+
+class _OperatorMatmul(torch.autograd.Function):
+    """``A @ X`` through a LinearOperator's ``matmat``; the backward applies ``rmatmat``.
+
+    With ``transpose=True`` the roles swap: ``A^T @ X`` by ``rmatmat``, the
+    backward by ``matmat``.  Only ``X`` gets a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, X, operator, transpose):
+        ctx.operator, ctx.transpose = operator, transpose
+        return _apply_operator(operator, X, transpose)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        # d<G, A X>/dX = A^T G (real A: the adjoint is the transpose).
+        return _apply_operator(ctx.operator, grad, not ctx.transpose), None, None
+
+
+def operator_matmul(operator, X, transpose=False):
+    """Differentiable ``A @ X`` (or ``A^T @ X``) for a real LinearOperator A.
+
+    Parameters
+    ----------
+    operator : scipy.sparse.linalg.LinearOperator, shape (m, n)
+        Real (float32 or float64); its ``matmat`` / ``rmatmat`` compute the
+        products on numpy arrays.
+    X : torch.Tensor of shape (n, k) (or (m, k) if `transpose`)
+        On the CPU.
+    transpose : bool, default=False
+        Apply the adjoint ``A^T`` (``rmatmat``) instead.
+
+    Returns
+    -------
+    torch.Tensor of shape (m, k) (or (n, k))
+        In X's dtype.  Gradients with respect to X flow through the
+        other product (``rmatmat`` for ``A @ X``, ``matmat`` for ``A^T @ X``).
+
+    Raises
+    ------
+    ValueError
+        If X is not on the CPU.
+    """
+    return _OperatorMatmul.apply(X, operator, bool(transpose))
+
+
+class _CastOperator(scipy.sparse.linalg.LinearOperator):
+    """A LinearOperator whose products are cast to `dtype` (picklable when `operator` is)."""
+
+    def __init__(self, operator, dtype):
+        super().__init__(dtype=np.dtype(dtype), shape=operator.shape)
+        self.operator = operator
+
+    def _cast(self, out):
+        return np.asarray(out).astype(self.dtype, copy=False)
+
+    def _matvec(self, x):
+        return self._cast(self.operator.matvec(x))
+
+    def _rmatvec(self, x):
+        return self._cast(self.operator.rmatvec(x))
+
+    def _matmat(self, X):
+        return self._cast(self.operator.matmat(X))
+
+    def _rmatmat(self, X):
+        return self._cast(self.operator.rmatmat(X))
+
+
+def _cast_operator(operator, dtype):
+    """`operator` computing in `dtype` (itself if it already does)."""
+    operator = _check_linear_operator(operator)
+    if operator.dtype == np.dtype(dtype):
+        return operator
+    return _CastOperator(operator, dtype)
+
+
 def _largest_mask(magnitudes, keep, axis):
     """Boolean mask of the `keep` largest entries along `axis` (ties: all kept)."""
     n = magnitudes.shape[axis]
@@ -93,10 +191,13 @@ class UnfoldedNetwork(nn.Module):
 
     Parameters
     ----------
-    A : ndarray or scipy.sparse CSR matrix, shape (m, n)
+    A : ndarray, scipy.sparse CSR matrix or LinearOperator, shape (m, n)
         Sensing matrix (float32 or float64; the network computes in A's
-        dtype).  Sparse A is used through :mod:`sciml.sparse` (tied weights
-        only; analytic and untied weights are dense by nature).
+        dtype).  Sparse A is used through :mod:`sciml.sparse`, a
+        :class:`scipy.sparse.linalg.LinearOperator` through its ``matmat``
+        and ``rmatmat`` (:func:`operator_matmul`; the network then runs on
+        the CPU only).  Both need tied weights: analytic and untied weights
+        are dense by nature.
     n_layers : int
     weights : {"tied", "analytic", "untied"}
     prox : {"soft", "hard", "topk"}
@@ -152,11 +253,22 @@ class UnfoldedNetwork(nn.Module):
         self.lam0, self.k = float(lam0), None if k is None else int(k)
 
         self.sparse = sp.issparse(A)
-        if self.sparse and weights != "tied":
-            raise ValueError("analytic and untied weights need a dense A (they are dense matrices)")
+        self.operator = _is_linear_operator(A)
+        if self.operator:
+            _check_linear_operator(A)
+        if (self.sparse or self.operator) and weights != "tied":
+            kind = "LinearOperator" if self.operator else "sparse"
+            raise ValueError(
+                f"analytic and untied weights need a dense A (they are dense matrices); a {kind} A "
+                "works with weights='tied'"
+            )
         dtype = A.dtype
         self.shape = tuple(A.shape)
-        if self.sparse:
+        if self.operator:
+            self._A_op = A
+            dense_for_norm = None
+            lipschitz = lipschitz_constant(A)
+        elif self.sparse:
             self._A_csr = A.tocsr()
             dense_for_norm = None
             lipschitz = float(scipy.sparse.linalg.svds(A.astype(np.float64), k=1, return_singular_vectors=False)[0] ** 2)
@@ -184,22 +296,34 @@ class UnfoldedNetwork(nn.Module):
             torch.full((self.n_layers,), math.log(threshold_init * step), dtype=torch_dtype)
         )
 
+    # Networks pickled before LinearOperator support have no `operator` attribute.
+    operator = False
+
+    @property
+    def columns(self):
+        """Whether signals are columns in the internal layout (sparse or LinearOperator A)."""
+        return self.sparse or self.operator
+
     # -- one layer, in the internal layout ---------------------------------------
-    # Dense A: X is (batch, n), signals along axis 1.  Sparse A: X is (n, batch),
-    # signals along axis 0.
+    # Dense A: X is (batch, n), signals along axis 1.  Sparse or LinearOperator A:
+    # X is (n, batch), signals along axis 0.
     def _residual(self, X, Y):
         if self.sparse:
             return spmm(self._A_csr, X) - Y
+        if self.operator:
+            return operator_matmul(self._A_op, X) - Y
         return X @ self.A.T - Y
 
     def _gradient(self, R, layer):
         if self.sparse:
             return spmm(self._A_csr, R, transpose=True)
+        if self.operator:
+            return operator_matmul(self._A_op, R, transpose=True)
         W = self.A if self.weights == "tied" else (self.W if self.weights == "analytic" else self.Ws[layer])
         return R @ W
 
     def _prox(self, Z, layer):
-        axis = 0 if self.sparse else 1
+        axis = 0 if self.columns else 1
         step = self.log_step[layer].exp()
         if self.prox == "hard":
             return hard_threshold(Z, torch.sqrt(2.0 * self.lam0 * step))
@@ -218,6 +342,8 @@ class UnfoldedNetwork(nn.Module):
         """``A x`` for codes stacked as rows, shape (batch, n) -> (batch, m)."""
         if self.sparse:
             return spmm(self._A_csr, X.T.contiguous()).T
+        if self.operator:
+            return operator_matmul(self._A_op, X.T).T
         return X @ self.A.T
 
     def layer(self, X, Y, layer):
@@ -232,7 +358,8 @@ class UnfoldedNetwork(nn.Module):
         (layer 1 first) with ``return_all=True``.
         """
         n_layers = self.n_layers if n_layers is None else int(n_layers)
-        if self.sparse:
+        columns = self.columns
+        if columns:
             Y = Y.T.contiguous()
             X = torch.zeros((self.shape[1], Y.shape[1]), dtype=Y.dtype, device=Y.device)
         else:
@@ -241,14 +368,15 @@ class UnfoldedNetwork(nn.Module):
         for k in range(n_layers):
             X = self.layer(X, Y, k)
             if return_all:
-                outputs.append(X.T if self.sparse else X)
+                outputs.append(X.T if columns else X)
         if return_all:
             return outputs
-        return X.T if self.sparse else X
+        return X.T if columns else X
 
     def extra_repr(self):
         return (
             f"shape={self.shape}, n_layers={self.n_layers}, weights={self.weights!r}, "
+            f"{'operator=True, ' if self.operator else ''}"
             f"prox={self.prox!r}, support_selection={self.support_selection}"
         )
 
