@@ -11,8 +11,7 @@ Scenarios (the seed paper's and the LISTA literature's):
 
 * S1 noiseless and S2 at 40 dB SNR: ALISTA (analytic weights) with support
   selection, and LISTA-CPSS (untied weights from ALISTA's, support selection,
-  the weight matrices trained at their own learning rate); support-selection
-  cap 16 % noiseless, ALISTA's 13 % at 40 dB.
+  the weight matrices trained at their own learning rate).
 * S3/S4: unfolded ISTA (learned step and threshold, tied weights), trained
   unsupervised on the Lasso objective (lam = 0.05) and supervised on MSE:
   NMSE and Lasso relative gap at layer 16.
@@ -103,17 +102,10 @@ def run(quick=False, budget=None):
         add("S1", f"{name} (lam={lam}) 16 it", 16, solver(A, Y, lam, n_iter=16, record=False).X, Y, X, match=False)
 
     # ---- S1 / S2: ALISTA-SS and LISTA-CPSS ---------------------------------------
-    # The support-selection cap: noiseless, it must cover the densest codes
-    # (Binomial(500, 0.1) reaches 78 nonzeros in 10,000 draws; a 13 % cap
-    # leaves them a shrinkage bias that dominates the batch NMSE: -58.3 dB
-    # against -61.6 dB with 16 %).  With noise, every bypassed entry off the
-    # support carries noise unshrunk, and ALISTA's 13 % measured better
-    # (layer 16: -39.0 dB against -38.6 dB with 16 %).
-    for case, problem, Yt, Xt, ss_max in (("S1", base, Y, X, 0.16), ("S2", noisy, Y40, X40, 0.13)):
+    for case, problem, Yt, Xt in (("S1", base, Y, X), ("S2", noisy, Y40, X40)):
         synth = {"p": 0.1, "snr_db": problem.snr_db}
         for method, weights in (("ALISTA-SS", "analytic"), ("LISTA-CPSS", "untied")):
-            coder = UnfoldedSparseCoder(A, weights=weights, support_selection=True, ss_max=ss_max,
-                                        synthetic=synth, **common)
+            coder = UnfoldedSparseCoder(A, weights=weights, support_selection=True, synthetic=synth, **common)
             seconds = _fit(coder, problem, 200)
             row = add(case, method, 16, coder.predict(Yt), Yt, Xt, seconds)
             with torch.no_grad(), thread_limit(1):

@@ -71,18 +71,15 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
         (l0), or keeping the `k` largest entries.
     weights : {"tied", "analytic", "untied"}, default="tied"
     support_selection : bool, default=False
-        ALISTA's support selection (ISTA only): the ``p_k`` largest entries
-        of each signal pass layer ``k`` unshrunk, ``p_k = min(k * ss_step,
+        ALISTA's support selection (ISTA only): of the ``p_k`` largest
+        entries of each signal, those above layer ``k``'s threshold pass
+        unshrunk (LISTA-CPSS's definition), ``p_k = min(k * ss_step,
         ss_max)`` (fractions of n).
     ss_step, ss_max : float, default=0.012, 0.13
         Support-selection schedule (ALISTA's values for 10 % sparse codes).
-        Noiseless, the cap should cover the densest signals: codes with
-        more nonzeros than ``ss_max * n`` keep a shrinkage bias, which
-        dominates a batch NMSE (standard problem, ALISTA-SS at 16 layers:
-        -58.3 dB with 0.13, -61.6 dB with 0.16, -60.1 dB with 0.2).  With
-        noise, each bypassed entry off the support keeps its noise, so a
-        larger cap costs (at 40 dB SNR: -39.0 dB with 0.13, -38.6 dB with
-        0.16).
+        On the standard problem a larger cap trained worse (ALISTA-SS,
+        noiseless, 16 layers: -66.7 and -67.4 dB with 0.13 for two seeds,
+        -46.3 and -48.4 dB with 0.16).
     loss : {"supervised", "unsupervised"}, default="supervised"
         Supervised: normalised squared error to the true codes ``y``.
         Unsupervised: the original objective with `lam` (ISTA) or `lam0`
@@ -94,7 +91,8 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
     k : int or None, default=None
         Entries kept by ``algorithm="iht_topk"``.
     training : {"layerwise", "end_to_end"}, default="layerwise"
-        Layer-wise: stage t trains layers 1..t on the loss at layer t
+        Layer-wise: stage t trains layers 1..t on the loss at layer t,
+        its new layer starting from layer t - 1's learned parameters
         (robust; the default).  End-to-end: all layers on the final loss.
     steps_per_layer : int, default=150
         Optimiser steps per stage (end-to-end: ``steps_per_layer *
@@ -440,6 +438,8 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
             if remaining is not None and remaining <= 0:
                 break
             third = max(1, steps // len(_DECAY))
+            if self.training == "layerwise" and depth > 1:
+                net.start_layer_from(depth - 1, depth - 2)
 
             def loss_fn(depth=depth):
                 Y, X = sample()

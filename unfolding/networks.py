@@ -329,14 +329,35 @@ class UnfoldedNetwork(nn.Module):
             return hard_threshold(Z, torch.sqrt(2.0 * self.lam0 * step))
         if self.prox == "topk":
             return hard_threshold_topk(Z, self.k, axis=axis)
-        shrunk = soft_threshold(Z, self.log_threshold[layer].exp())
+        threshold = self.log_threshold[layer].exp()
+        shrunk = soft_threshold(Z, threshold)
         keep = int(min((layer + 1) * self.ss_step, self.ss_max) * Z.shape[axis]) if self.support_selection else 0
         if keep == 0:
             return shrunk
-        # The `keep` largest entries per signal pass unshrunk (ALISTA's ss);
-        # blended arithmetically, which is cheaper than where() here.
-        mask = _largest_mask(Z.detach().abs(), keep, axis).to(Z.dtype)
+        # Of the `keep` largest entries per signal, those above the threshold
+        # pass unshrunk (LISTA-CPSS's eta_ss, Chen et al. 2018, eq. 13); the
+        # others are zero as in soft thresholding.  Passing small selected
+        # entries too would keep noise on every selected entry off the
+        # support.  Blended arithmetically, which is cheaper than where().
+        magnitudes = Z.detach().abs()
+        mask = (_largest_mask(magnitudes, keep, axis) & (magnitudes > threshold.detach())).to(Z.dtype)
         return shrunk + mask * (Z - shrunk)
+
+    def start_layer_from(self, layer, source):
+        """Copy layer `source`'s learned parameters into layer `layer`.
+
+        Progressive (layer-wise) training starts each new layer from the
+        one before it rather than from the initial values: with support
+        selection the threshold also gates the selected entries, and a new
+        layer at the initial threshold would zero entries the earlier
+        layers had already found (a threshold only moves by about
+        ``lr`` per step).
+        """
+        with torch.no_grad():
+            self.log_step[layer] = self.log_step[source]
+            self.log_threshold[layer] = self.log_threshold[source]
+            if self.weights == "untied":
+                self.Ws[layer] = self.Ws[source]
 
     def measure(self, X):
         """``A x`` for codes stacked as rows, shape (batch, n) -> (batch, m)."""
