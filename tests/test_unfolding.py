@@ -148,6 +148,37 @@ def test_untied_weights_train_at_their_own_learning_rate(problem, data):
     assert np.abs(np.log(coder.steps_)).max() > 0.05  # the scalars moved at lr
 
 
+def test_selected_entries_below_the_threshold_are_zero(problem):
+    """LISTA-CPSS's eta_ss: selection lifts the shrinkage only above the threshold."""
+    net = UnfoldedNetwork(problem.A, 10, weights="analytic", support_selection=True, ss_step=0.1, ss_max=0.2,
+                          step_init=1.0, threshold_init=0.3)  # threshold 0.3 at every layer
+    Z = torch.tensor([[5.0, -4.0, 0.5, 3.0, -0.2, 0.1] + [0.0] * 54], dtype=torch.float64, requires_grad=True)
+    out = net._prox(Z, layer=0)  # the 6 largest are selected; -0.2 and 0.1 lie below the threshold
+    np.testing.assert_allclose(out[0, :6].detach().numpy(), [5.0, -4.0, 0.5, 3.0, 0.0, 0.0])
+    out[0, :6].sum().backward()  # selected entries above it: slope 1; below it: 0
+    np.testing.assert_allclose(Z.grad[0, :6].numpy(), [1, 1, 1, 1, 0, 0])
+
+
+def test_layerwise_stages_start_new_layers_from_the_previous_one(problem, data, monkeypatch):
+    Y, X = data
+    starts = []
+    original = UnfoldedSparseCoder._train
+
+    def spy(self, module, loss_fn, **kwargs):
+        starts.append((module.log_step.detach().clone(), module.log_threshold.detach().clone()))
+        return original(self, module, loss_fn, **kwargs)
+
+    monkeypatch.setattr(UnfoldedSparseCoder, "_train", spy)
+    coder = small_coder(problem, n_layers=3, steps_per_layer=20).fit(Y, X)
+    assert len(starts) == 3
+    for depth in (2, 3):
+        log_step, log_threshold = starts[depth - 1]
+        assert log_step[depth - 1] == log_step[depth - 2] and log_threshold[depth - 1] == log_threshold[depth - 2]
+    # ... and those were learned values, not the initial ones.
+    assert starts[1][0][0] != starts[0][0][0]
+    assert coder.n_iter_ == 60
+
+
 def test_network_options_are_validated(problem):
     with pytest.raises(ValueError, match="weights must be one of"):
         UnfoldedNetwork(problem.A, weights="shared")
