@@ -1,3 +1,6 @@
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +114,31 @@ def test_library_scan_reused_until_a_new_import(monkeypatch):
     rescanned = threads._blas_controller()
     assert rescanned is not first
     assert {lib.filepath for lib in rescanned.lib_controllers} == {lib.filepath for lib in first.lib_controllers}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="shared objects are counted on Linux only")
+def test_library_loaded_without_a_module_entry_is_limited(tmp_path):
+    """A BLAS loaded while sys.modules keeps its length is still found and limited."""
+    code = """
+import sys
+from unittest import mock
+import numpy, torch
+from threadpoolctl import threadpool_info
+from sciml.threads import thread_limit
+assert "scipy.linalg" not in sys.modules
+with thread_limit(1):
+    pass
+with mock.patch.dict(sys.modules):
+    import scipy.linalg  # loads scipy's own OpenBLAS; sys.modules is then restored
+assert "scipy.linalg" not in sys.modules
+with thread_limit(1):
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+print(sorted({lib["filepath"] for lib in blas}), [lib["num_threads"] for lib in blas])
+assert len({lib["filepath"] for lib in blas}) >= 2 and all(lib["num_threads"] == 1 for lib in blas)
+"""
+    import subprocess
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+

@@ -159,7 +159,9 @@ def test_selected_entries_below_the_threshold_are_zero(problem):
     np.testing.assert_allclose(Z.grad[0, :6].numpy(), [1, 1, 1, 1, 0, 0])
 
 
-def test_layerwise_stages_start_new_layers_from_the_previous_one(problem, data, monkeypatch):
+@pytest.mark.parametrize("support_selection", [True, False])
+def test_layerwise_stages_start_new_layers_from_the_previous_one_with_support_selection(
+        problem, data, monkeypatch, support_selection):
     Y, X = data
     starts = []
     original = UnfoldedSparseCoder._train
@@ -169,14 +171,26 @@ def test_layerwise_stages_start_new_layers_from_the_previous_one(problem, data, 
         return original(self, module, loss_fn, **kwargs)
 
     monkeypatch.setattr(UnfoldedSparseCoder, "_train", spy)
-    coder = small_coder(problem, n_layers=3, steps_per_layer=20).fit(Y, X)
-    assert len(starts) == 3
+    coder = small_coder(problem, n_layers=3, steps_per_layer=20, weights="analytic",
+                        support_selection=support_selection).fit(Y, X)
+    assert len(starts) == 3 and coder.n_iter_ == 60
+    initial_step, initial_threshold = starts[0][0][0], starts[0][1][0]
     for depth in (2, 3):
         log_step, log_threshold = starts[depth - 1]
-        assert log_step[depth - 1] == log_step[depth - 2] and log_threshold[depth - 1] == log_threshold[depth - 2]
-    # ... and those were learned values, not the initial ones.
-    assert starts[1][0][0] != starts[0][0][0]
-    assert coder.n_iter_ == 60
+        if support_selection:  # the previous layer's learned values
+            assert log_step[depth - 1] == log_step[depth - 2] != initial_step
+            assert log_threshold[depth - 1] == log_threshold[depth - 2] != initial_threshold
+        else:  # the initial values
+            assert log_step[depth - 1] == initial_step and log_threshold[depth - 1] == initial_threshold
+
+
+def test_class_defaults_for_old_pickles_match_init():
+    """The class-level defaults (for models pickled before a parameter existed) are __init__'s."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(UnfoldedSparseCoder).parameters.items()}
+    for name in ("ss_step", "ss_max", "weight_lr"):
+        assert getattr(UnfoldedSparseCoder, name) == defaults[name]
 
 
 def test_network_options_are_validated(problem):

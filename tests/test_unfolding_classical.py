@@ -387,7 +387,8 @@ def test_dense_and_linear_operator_objectives_agree(sparse_pair):
 def test_linear_operator_lipschitz_leaves_the_global_rng_alone(sparse_pair):
     state = np.random.get_state()
     lipschitz_constant(spla.aslinearoperator(sparse_pair[1]))
-    assert np.array_equal(np.random.get_state()[1], state[1])
+    after = np.random.get_state()
+    assert after[0] == state[0] and np.array_equal(after[1], state[1]) and after[2:] == state[2:]
 
 
 # ----------------------------------------------------------------------------

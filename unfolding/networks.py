@@ -18,10 +18,10 @@ with the options
   proximal operator of ``step_k * lam0 * ||.||_0`` (IHT; hard thresholding
   has no gradient in its threshold, so it is tied to the learned step);
   ``prox="topk"``: keep the k largest entries (known sparsity);
-* ``support_selection=True`` (soft only): the ``p_k`` largest entries of
-  each signal bypass the threshold, ``p_k = min(k * ss_step, ss_max)``
-  (ALISTA's schedule), which removes the shrinkage bias on the found
-  support.
+* ``support_selection=True`` (soft only): of the ``p_k`` largest entries
+  of each signal, those above the threshold pass unshrunk (LISTA-CPSS's
+  ``eta_ss``), ``p_k = min(k * ss_step, ss_max)`` (ALISTA's schedule),
+  which removes the shrinkage bias on the found support.
 
 Steps and thresholds are stored as logarithms: positive by construction,
 and Adam's updates are relative, which suits thresholds that shrink by
@@ -346,12 +346,12 @@ class UnfoldedNetwork(nn.Module):
     def start_layer_from(self, layer, source):
         """Copy layer `source`'s learned parameters into layer `layer`.
 
-        Progressive (layer-wise) training starts each new layer from the
-        one before it rather than from the initial values: with support
-        selection the threshold also gates the selected entries, and a new
+        Progressive (layer-wise) training with support selection starts
+        each new layer from the one before it rather than from the initial
+        values: the threshold also gates the selected entries, and a new
         layer at the initial threshold would zero entries the earlier
-        layers had already found (a threshold only moves by about
-        ``lr`` per step).
+        layers had already found (a threshold only moves by about ``lr``
+        per step).
         """
         with torch.no_grad():
             self.log_step[layer] = self.log_step[source]
