@@ -41,10 +41,44 @@ def _classical(Y, n_layers, step=0.7, threshold=2.0, decay=0.6):
 
 def test_untrained_network_is_classical_scaledgd(test_problems):
     Y, L, _ = test_problems
-    net = UnfoldedRPCA(6, step=0.7, threshold=2.0, decay=0.6)
+    net = UnfoldedRPCA(6, step=0.7, threshold=2.0, decay=0.6, residual_floor=0)
     with torch.no_grad():
         left, right = net(torch.as_tensor(Y), RANK, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose((left @ right.mT).numpy(), _classical(Y, 6), rtol=1e-12, atol=1e-12)
+    # The floor stays below the classical schedule's thresholds here: same result with it.
+    floored = UnfoldedRPCA(6, step=0.7, threshold=2.0, decay=0.6)
+    with torch.no_grad():
+        left, right = floored(torch.as_tensor(Y), RANK, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose((left @ right.mT).numpy(), _classical(Y, 6), rtol=1e-12, atol=1e-12)
+
+
+def test_residual_floor_is_the_median_absolute_residual():
+    Y, L, _ = low_rank_plus_sparse(300, rank=RANK, outlier_fraction=0.1, random_state=3)
+    Yt = torch.as_tensor(Y)
+    left, right = scaledgd_init(Yt, RANK, 2.0 * rms(Yt), torch.Generator().manual_seed(0))
+    sampled = UnfoldedRPCA._floor_sampler(Yt)(left, right)
+    full = (left @ right.mT - Yt).abs().median()
+    assert sampled.shape == (1, 1)
+    assert abs(float(sampled) / float(full) - 1) < 0.05  # 4096 of 90,000 entries
+    batch = UnfoldedRPCA._floor_sampler(torch.stack([Yt, 2 * Yt]))(torch.stack([left, 2 * left]),
+                                                                    torch.stack([right, right]))
+    np.testing.assert_allclose(batch.flatten().numpy(), [float(sampled), 2 * float(sampled)], rtol=1e-12)
+
+
+def test_residual_floor_keeps_layers_from_stalling():
+    """Thresholds that fall faster than the error freeze ScaledGD; the floor keeps it converging."""
+    Y, L, _ = low_rank_plus_sparse(200, rank=RANK, outlier_fraction=0.2, random_state=5)
+    errors = {}
+    for floor in (0.0, 5.0):
+        net = UnfoldedRPCA(30, step=0.7, threshold=2.0, decay=0.6, residual_floor=floor)
+        with torch.no_grad():
+            net.log_threshold[3:] = np.log(1e-12)  # a schedule far below the error after layer 2
+            outputs = net(torch.as_tensor(Y), RANK, generator=torch.Generator().manual_seed(0), return_all=True)
+        errors[floor] = [relative_error((left @ right.mT).numpy(), L) for left, right in outputs]
+    stalled, floored = errors[0.0], errors[5.0]
+    assert stalled[-1] > 0.9 * stalled[2]  # frozen from layer 3 on
+    # With the floor alone as the schedule, still converging (measured 4.1e-6 against 4.0e-2).
+    assert floored[-1] < stalled[-1] / 1e3 and floored[-1] < floored[-10] / 5
 
 
 def test_training_beats_the_classical_schedule_on_new_problems(trained, test_problems):
@@ -66,9 +100,19 @@ def test_decomposition_adds_up_and_S_is_sparse(trained, test_problems):
     assert L_hat.shape == S_hat.shape == Y.shape
     for i in range(len(Y)):
         assert np.linalg.matrix_rank(L_hat[i], tol=1e-8 * np.abs(L_hat[i]).max()) == RANK
-        # Away from the outliers, S_hat is exactly zero; on them, it matches S.
-        assert np.count_nonzero(S_hat[i][S[i] == 0]) <= 0.01 * S[i].size
-        np.testing.assert_allclose(S_hat[i], Y[i] - L_hat[i], atol=trained.thresholds_[-1] * np.sqrt(np.mean(Y[i] ** 2)) * 1.0001)
+        # Away from the outliers, S_hat is zero but for small residuals of L's error (the residual
+        # floor's threshold, the default, measured 0-1.9 % of the entries of these 80 x 80 problems,
+        # against 0-0.5 % without it); on them, it matches S.
+        assert np.count_nonzero(S_hat[i][S[i] == 0]) <= 0.025 * S[i].size
+        # S_hat is Y - L_hat soft-thresholded at one threshold, at least the last learned one.
+        residual = Y[i] - L_hat[i]
+        support = S_hat[i] != 0
+        shrink = np.abs(residual[support]) - np.abs(S_hat[i][support])
+        threshold = shrink.mean()
+        np.testing.assert_allclose(shrink, threshold, rtol=1e-9)
+        np.testing.assert_array_equal(np.sign(S_hat[i][support]), np.sign(residual[support]))
+        assert np.all(np.abs(residual[~support]) <= threshold * (1 + 1e-9))
+        assert threshold >= trained.thresholds_[-1] * np.sqrt(np.mean(Y[i] ** 2)) * (1 - 1e-9)
 
 
 def test_scale_equivariant_and_any_size(trained, test_problems):
@@ -161,6 +205,8 @@ def test_bad_input_gets_clear_errors(trained, test_problems):
         LearnedRPCA(loss="l2").fit()
     with pytest.raises(ValueError, match="schedule must be 'auto' or a dict"):
         LearnedRPCA(schedule={"step": 0.5}).fit()
+    with pytest.raises(ValueError, match="residual_floor must be a finite number >= 0"):
+        LearnedRPCA(residual_floor=-1.0).fit()
     with pytest.raises(ValueError, match="decay must be a positive number"):
         LearnedRPCA(schedule={"step": 0.5, "threshold": 1.0, "decay": -1.0}).fit()
 

@@ -12,6 +12,20 @@ are relative to the root-mean-square entry of ``Y``, so the network is
 equivariant to scaling ``Y``, and its 2 K parameters do not depend on the
 matrix size or the rank: a network trained on 500 x 500 matrices applies
 to 1000 x 1000 ones, and to another rank.
+
+A learned schedule fits the convergence speed of its training problems;
+on harder ones (more outliers) it would let the threshold fall below the
+error of ``L R^T`` on the clean entries, where ``E`` and with it every
+update vanish, and the layers stall.  So each layer's threshold is at least
+``residual_floor`` times the median absolute residual ``|L R^T - Y|``,
+estimated on a fixed random sample of entries: for Gaussian-like clean
+residuals 5 medians are 3.4 standard deviations, so most clean entries are
+left alone.  Measured on ``python -m benchmarks rpca``'s R1 setting (trained
+100 s on 500 x 500 at 10 % outliers, tested on 1000 x 1000): at 20 %
+outliers the network without the floor stalled at 2.2e-5 from layer 7 on
+(tuned ScaledGD: 7.3e-6), with it reached 5.7e-7; at 10 % both reached a
+few 1e-10.  On small matrices (80 x 80, rank 3) the floor binds on the
+training problems too and cost up to 2x in error after a short training.
 """
 
 from __future__ import annotations
@@ -24,6 +38,12 @@ from torch import nn
 from .rpca_classical import scaledgd_init, scaledgd_step
 
 __all__ = ["UnfoldedRPCA", "rms"]
+
+# Entries sampled for the median absolute residual of the threshold floor
+# (its relative standard error is about 2 %); the sample is fixed by a seed so
+# that the network is deterministic.
+_FLOOR_SAMPLE = 4096
+_FLOOR_SEED = 20211206
 
 
 def rms(Y):
@@ -44,6 +64,11 @@ class UnfoldedRPCA(nn.Module):
         ``k`` starts at ``threshold * decay**k``: the classical ScaledGD
         schedule the training improves on.
     decay : float, default=0.6
+    residual_floor : float, default=5.0
+        Each layer's threshold is at least this many median absolute
+        residuals ``|L R^T - Y|`` (see the module docstring); 0 turns the
+        floor off (the network is then exactly ScaledGD with learned
+        parameters).
 
     Attributes
     ----------
@@ -54,9 +79,15 @@ class UnfoldedRPCA(nn.Module):
         problems, since the SVD it feeds makes its gradient unreliable).
     """
 
-    def __init__(self, n_layers, *, step=0.7, threshold=2.0, decay=0.6):
+    # Networks pickled before the floor existed run without it, as trained.
+    residual_floor = 0.0
+
+    def __init__(self, n_layers, *, step=0.7, threshold=2.0, decay=0.6, residual_floor=5.0):
         super().__init__()
         self.n_layers = int(n_layers)
+        self.residual_floor = float(residual_floor)
+        if not (math.isfinite(self.residual_floor) and self.residual_floor >= 0):
+            raise ValueError(f"residual_floor must be a finite number >= 0, got {residual_floor!r}")
         self.log_step = nn.Parameter(torch.full((self.n_layers,), math.log(step), dtype=torch.float64))
         schedule = [math.log(threshold) + k * math.log(decay) for k in range(self.n_layers + 1)]
         self.log_threshold = nn.Parameter(torch.tensor(schedule, dtype=torch.float64))
@@ -102,11 +133,41 @@ class UnfoldedRPCA(nn.Module):
         scale = rms(Y)
         steps = self.log_step.exp().to(Y.device, Y.dtype)
         thresholds = self.log_threshold.exp().to(Y.device, Y.dtype)
+        floor = self._floor_sampler(Y) if self.residual_floor > 0 else None
         outputs = []
         for k in range(start, n_layers):
-            left, right, _ = scaledgd_step(Y, left, right, steps[k], thresholds[k + 1] * scale,
-                                           return_sparse=False)
+            threshold = thresholds[k + 1] * scale
+            if floor is not None:
+                threshold = torch.maximum(threshold, self.residual_floor * floor(left, right))
+            left, right, _ = scaledgd_step(Y, left, right, steps[k], threshold, return_sparse=False)
             outputs.append((left, right))
         if return_all:
             return outputs
         return left, right
+
+    def outlier_threshold(self, Y, left, right, n_layers):
+        """The absolute threshold after `n_layers` layers for the factors ``(left, right)``: shape (..., 1, 1).
+
+        ``zeta_{n_layers} rms(Y)``, floored as in the layers (``n_layers >= 1``);
+        ``S = soft(Y - left @ right.mT, threshold)`` is the matching outlier
+        estimate.
+        """
+        threshold = self.log_threshold[n_layers].exp().to(Y.device, Y.dtype) * rms(Y)
+        if n_layers >= 1 and self.residual_floor > 0:
+            threshold = torch.maximum(threshold, self.residual_floor * self._floor_sampler(Y)(left, right))
+        return threshold
+
+    @staticmethod
+    def _floor_sampler(Y):
+        """A function of the factors: the median of ``|L R^T - Y|`` over a fixed sample, shape (..., 1, 1)."""
+        m, n = Y.shape[-2:]
+        generator = torch.Generator(device=Y.device).manual_seed(_FLOOR_SEED)
+        flat = torch.randint(m * n, (min(_FLOOR_SAMPLE, m * n),), generator=generator, device=Y.device)
+        rows, cols = flat // n, flat % n
+        sampled = Y[..., rows, cols]
+
+        def median_residual(left, right):
+            residual = (left[..., rows, :] * right[..., cols, :]).sum(-1) - sampled
+            return residual.abs().median(dim=-1).values[..., None, None]
+
+        return median_residual
