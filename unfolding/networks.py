@@ -266,21 +266,15 @@ class UnfoldedNetwork(nn.Module):
         self.shape = tuple(A.shape)
         if self.operator:
             self._A_op = A
-            dense_for_norm = None
-            lipschitz = lipschitz_constant(A)
         elif self.sparse:
             self._A_csr = A.tocsr()
-            dense_for_norm = None
-            lipschitz = float(scipy.sparse.linalg.svds(A.astype(np.float64), k=1, return_singular_vectors=False)[0] ** 2)
         else:
             A = np.asarray(A)
             self.register_buffer("A", torch.from_numpy(np.ascontiguousarray(A)))
-            dense_for_norm = A
-            lipschitz = float(np.linalg.norm(A.astype(np.float64), 2) ** 2)
         if weights == "tied":
-            default_step = 1.0 / lipschitz
+            default_step = 1.0 / lipschitz_constant(A)  # ISTA's step, for any kind of A
         else:
-            W = analytic_weights(dense_for_norm)
+            W = analytic_weights(A)  # A is dense here (checked above)
             default_step = 1.0
             if weights == "analytic":
                 self.register_buffer("W", torch.from_numpy(W.astype(dtype)))

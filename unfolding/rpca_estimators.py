@@ -14,7 +14,7 @@ from sciml.prox import soft_threshold
 from sciml.training import budget_schedule
 
 from .rpca_classical import tune_scaledgd
-from .rpca_networks import UnfoldedRPCA, rms
+from .rpca_networks import UnfoldedRPCA
 from .rpca_problems import check_rpca_problem, sample_low_rank_plus_sparse
 
 __all__ = ["LearnedRPCA"]
