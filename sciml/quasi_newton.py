@@ -243,8 +243,14 @@ class QuasiNewton:
         if not math.isfinite(f_new):
             self._fg = (f_new, g_new)
             return f_new, True
-        self._update(s, g_new - g, g_new)
         self._fg = (f_new, g_new)
         moved = float(s.abs().max())
-        converged = abs(f_new - f) < self.tolerance_change or moved < self.tolerance_change
-        return f_new, converged
+        stalled = abs(f_new - f) < self.tolerance_change or moved < self.tolerance_change
+        if stalled and not first:
+            # Curvature from an earlier objective (its weights or points
+            # changed) can give a direction the line search cannot use: start
+            # again from steepest descent rather than report convergence.
+            self.H, self.pairs, self.gamma, self._Hg = None, [], 1.0, None
+            return f_new, False
+        self._update(s, g_new - g, g_new)
+        return f_new, stalled

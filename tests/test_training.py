@@ -373,3 +373,35 @@ def test_quasi_newton_backs_off_from_nonfinite_trial_points(method):
                 lbfgs_kwargs={"tolerance_grad": 1e-12})
     assert res.stop_reason == "converged" and np.all(np.isfinite(res.loss_curve))
     assert float(w.detach()) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "bfgs"])
+def test_quasi_newton_restarts_from_stale_curvature_instead_of_stopping(method):
+    # Curvature that no longer fits the objective (here scaled to 1e-30, as
+    # after a large change of a loss weight) gives steps too small to move:
+    # that is a restart from steepest descent, not convergence.
+    from sciml.quasi_newton import QuasiNewton
+
+    x = torch.tensor([3.0, -2.0, 1.0], dtype=torch.float64, requires_grad=True)
+    c = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+
+    def closure():
+        x.grad = None
+        loss = (c * (x - 1) ** 2).sum()
+        loss.backward()
+        return loss
+
+    qn = QuasiNewton([x], method=method, tolerance_grad=1e-10, tolerance_change=1e-15)
+    e = torch.ones(3, dtype=torch.float64)
+    if method == "bfgs":
+        qn._init_H(e, 1e-30)
+    else:
+        qn.pairs, qn.gamma = [(e, e, 1.0)], 1e-30
+    loss, converged = qn.step(closure)
+    assert not converged and loss <= 22.0  # the start's loss; the step may not move, but must not give up
+    for _ in range(50):
+        loss, converged = qn.step(closure)
+        if converged:
+            break
+    assert converged
+    np.testing.assert_allclose(x.detach().numpy(), 1.0, atol=1e-8)
