@@ -3,7 +3,8 @@
 Estimators with scikit-learn's contract:
 
 * :class:`PINNRegressor`: forward problems, data assimilation and inverse
-  problems (unknown physical parameters, ``params_``);
+  problems (unknown physical parameters, ``params_``; with noisy data,
+  :class:`Continuation` takes them to the equation-constrained fit);
 * :class:`HiddenTermPINN`: an auxiliary network learns an unknown term of
   the equation, and a sparse regression names it (``symbolic_``).
 
@@ -30,12 +31,13 @@ from .equations import (
     heat,
     lorenz,
 )
-from .estimators import HiddenTermPINN, PINNRegressor, Unknown
+from .estimators import Continuation, HiddenTermPINN, PINNRegressor, Unknown
 from .geometry import Box, as_domain
 from .ops import derivative, divergence, gradient, laplacian
 
 __all__ = [
     "Box",
+    "Continuation",
     "DirichletBC",
     "Equation",
     "HiddenTerm",
