@@ -130,8 +130,11 @@ class InitialCondition(_Condition):
     n_points : int, default=100
     hard : bool, default=False
         Build the condition into the output: ``u = value(x) + (t - t0) / T *
-        N(x, t)``.  Exact and well conditioned; the usual choice for ODE
-        initial values.
+        N(x, t)``.  Exact, and well conditioned when ``u`` changes on the
+        time scale ``T`` of the domain.  A fast initial transient asks ``N``
+        for ``u'(t0) T`` at ``t0``: the Lorenz problem of
+        ``python -m benchmarks pinns`` (``x' = 150`` at t = 0, T = 3) stalls
+        with it and converges with the soft condition.
     """
 
     def sample(self, domain, generator):

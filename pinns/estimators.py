@@ -412,8 +412,8 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         (``"smoothness[name]"``) keep the weight their :class:`HiddenTerm`
         gives them.  With noisy data, gradient-norm balancing drives the data
         weight up as the data term reaches its noise floor; noisy inverse
-        problems do better with fixed weights that let the physics smooth the
-        data (see ``python -m benchmarks pinns``, problem P2).
+        problems do better with fixed weights and :class:`Continuation`
+        (see ``python -m benchmarks pinns``, problem P2).
     weight_update_every : int, default=100
         Adam steps between weight updates with ``loss_weights="auto"``.
     max_iter : int, default=2000
@@ -746,7 +746,7 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         with torch.enable_grad():
             final = terms()
         self.loss_terms_ = {k: float(v.detach()) for k, v in final.items()}
-        self.loss_weights_ = {k: final_weights[k] for k in final}
+        self.loss_weights_ = {k: effective_weight(k) for k in final}
         self.params_ = {k: float(v.detach()) for k, v in module.unknown_values().items()}  # refitted
         return self
 
