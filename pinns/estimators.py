@@ -76,6 +76,10 @@ class Continuation:
     then drawn (residual-based, as between rounds) unless
     ``resample_every=0``.  The last stage (``stop``) runs until the
     iteration or time budget ends.  The Adam phase, if any, uses ``start``.
+    A stage whose loss keeps falling never ends (a network that can
+    interpolate the data does so at a small physics weight); the fit then
+    warns that it ran out of budget before ``stop``: raise ``start`` or give
+    fewer parameters.
     The equation is also enforced at the observation points (DeepXDE's
     "anchors"), where the data pull on the network.
 
