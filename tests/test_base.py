@@ -371,3 +371,53 @@ def test_as_tensor_handles_readonly_arrays():
     assert torch.equal(t, torch.arange(6.0, dtype=torch.float64).reshape(2, 3))
     w = np.ones(3)
     assert as_tensor(w).data_ptr() == w.ctypes.data  # writable arrays are not copied
+
+
+# --- the shared dense-input validator ------------------------------------------------------
+def test_as_real_tensor_accepts_and_converts():
+    import scipy.sparse
+
+    from sciml._validation import as_real_tensor
+
+    kw = {"ndims": (2, 3), "expected": "a matrix or a stack"}
+    A = np.arange(6.0).reshape(2, 3)
+    T, is_torch = as_real_tensor(A, "Y", **kw)
+    assert not is_torch and T.dtype == torch.float64 and np.shares_memory(T.numpy(), A)  # no copy
+    T, _ = as_real_tensor(np.arange(6).reshape(2, 3), "Y", **kw)  # integers: float64
+    assert T.dtype == torch.float64 and T[1, 2] == 5
+    T, _ = as_real_tensor(A.astype(">f8"), "Y", **kw)  # big-endian
+    np.testing.assert_array_equal(T.numpy(), A)
+    readonly = A.copy()
+    readonly.flags.writeable = False
+    assert as_real_tensor(readonly, "Y", **kw)[0].sum() == 15
+    T, is_torch = as_real_tensor(torch.ones(2, 2, dtype=torch.float32), "Y", **kw)
+    assert is_torch and T.dtype == torch.float32
+    # a model dtype: everything real is cast to it, float16 and booleans included
+    T, _ = as_real_tensor(np.ones((2, 2), dtype=np.float16), "Y", dtype=torch.float32, **kw)
+    assert T.dtype == torch.float32
+    T, _ = as_real_tensor(torch.eye(2, dtype=torch.bool), "Y", dtype=torch.float64, **kw)
+    assert T.dtype == torch.float64 and T.trace() == 2
+    with pytest.raises(TypeError, match="sparse matrix type"):
+        as_real_tensor(scipy.sparse.eye(3, format="csr"), "Y", **kw)
+
+
+@pytest.mark.parametrize(
+    "X, dtype, error, match",
+    [
+        (np.ones((2, 2), dtype=complex), None, TypeError, "Y must be real-valued, got complex"),
+        (torch.ones(2, 2, dtype=torch.complex64), None, TypeError, "real-valued"),
+        (np.array([["a", "b"]]), None, TypeError, "numeric array"),
+        (np.ones((2, 2), dtype=np.float16), None, TypeError, "float32 or float64"),
+        (torch.ones(2, 2, dtype=torch.bfloat16), None, TypeError, "float32 or float64"),
+        (np.ones(3), None, ValueError, r"Y must be a matrix or a stack, got shape \(3,\)"),
+        (np.ones((0, 3)), None, ValueError, "empty"),
+        (np.array([[1.0, np.nan]]), None, ValueError, "NaN or inf"),
+        (torch.tensor([[1.0, float("inf")]]), None, ValueError, "NaN or inf"),
+        (np.array([[1.0, 1e300]]), torch.float32, ValueError, "too large for torch.float32"),
+    ],
+)
+def test_as_real_tensor_bad_input(X, dtype, error, match):
+    from sciml._validation import as_real_tensor
+
+    with pytest.raises(error, match=match):
+        as_real_tensor(X, "Y", ndims=(2, 3), expected="a matrix or a stack", dtype=dtype)

@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sciml._validation import check_nonneg_int, check_positive_int, check_real
+from sciml._validation import as_real_tensor, check_nonneg_int, check_positive_int, check_real
 from sciml.base import check_random_state_torch
 from sciml.prox import soft_threshold
 from sciml.threads import thread_limit
@@ -220,41 +220,9 @@ def _check_rank(rank, shape):
 
 def _as_input(Y, name, *, batched):
     """``Y`` as a float32/float64 tensor (no copy where possible) and whether it came as torch."""
-    import torch
-
-    if isinstance(Y, torch.Tensor):
-        is_torch = True
-        T = Y.detach()
-        if T.is_complex():
-            raise TypeError(f"{name} must be real, got complex dtype {T.dtype}")
-        if not T.is_floating_point():
-            T = T.to(torch.get_default_dtype())
-        if T.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {T.dtype}")
-    else:
-        is_torch = False
-        if hasattr(Y, "toarray") or hasattr(Y, "tocsr"):
-            raise TypeError(f"{name} must be a dense array or tensor, got the sparse matrix type {type(Y).__name__}")
-        arr = np.asarray(Y)
-        if arr.dtype.kind == "c":
-            raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-        if arr.dtype.kind == "f" and not arr.dtype.isnative:  # big-endian data: torch needs native order
-            arr = arr.astype(arr.dtype.newbyteorder("="))
-        if arr.dtype.kind in "biu":
-            arr = arr.astype(np.float64)
-        elif arr.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{name} must be float32 or float64 (or integer), got dtype {arr.dtype}")
-        if not arr.flags.writeable:  # torch cannot wrap a read-only buffer
-            arr = arr.copy()
-        T = torch.from_numpy(arr)
-    if T.ndim < 2 or (T.ndim > 2 and not batched):
-        want = "(..., m, n)" if batched else "(m, n)"
-        raise ValueError(f"{name} must have shape {want}, got shape {tuple(T.shape)}")
-    if T.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(T.shape)})")
-    if not bool(torch.isfinite(T).all()):
-        raise ValueError(f"{name} contains NaN or inf")
-    return T, is_torch
+    if batched:
+        return as_real_tensor(Y, name, ndims=range(2, 33), expected="of shape (..., m, n)")
+    return as_real_tensor(Y, name, ndims=(2,), expected="of shape (m, n)")
 
 
 def _as_like(X, name, ref):

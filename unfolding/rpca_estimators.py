@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from sciml._validation import as_real_tensor
 from sciml.base import BaseTorchEstimator, check_random_state_torch, to_numpy
 from sciml.prox import soft_threshold
 from sciml.training import budget_schedule
@@ -41,24 +42,10 @@ def _decay(progress):
 
 def _check_stack(X, name, dtype):
     """``X`` as a finite float tensor of shape (p, m, n), and whether it was one matrix / a tensor."""
-    is_tensor = isinstance(X, torch.Tensor)
-    if is_tensor:
-        if X.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {X.dtype}")
-        T = X.detach()
-    else:
-        array = np.asarray(X)
-        if array.dtype.kind not in "fiu" or array.dtype == np.float16:
-            raise TypeError(f"{name} must be a real float32/float64 array, got dtype {array.dtype}")
-        T = torch.as_tensor(np.array(array, dtype=np.float64 if array.dtype != np.float32 else np.float32))
-    if T.ndim not in (2, 3):
-        raise ValueError(f"{name} must be a matrix (m, n) or a stack of matrices (p, m, n), got shape {tuple(T.shape)}")
-    if T.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(T.shape)})")
-    if not torch.isfinite(T).all():
-        raise ValueError(f"{name} contains NaN or inf")
+    T, is_tensor = as_real_tensor(X, name, ndims=(2, 3), dtype=dtype,
+                                  expected="a matrix (m, n) or a stack of matrices (p, m, n)")
     single = T.ndim == 2
-    return (T.unsqueeze(0) if single else T).to(dtype), single, is_tensor
+    return (T.unsqueeze(0) if single else T), single, is_tensor
 
 
 class LearnedRPCA(BaseTorchEstimator):

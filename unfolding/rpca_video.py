@@ -73,7 +73,8 @@ import torch
 from numba import njit
 from torch import nn
 
-from sciml.base import BaseTorchEstimator, as_tensor, to_numpy
+from sciml._validation import as_real_tensor
+from sciml.base import BaseTorchEstimator, to_numpy
 from sciml.prox import hard_threshold
 from sciml.training import budget_schedule
 
@@ -658,36 +659,13 @@ def _cosine(progress, floor=0.02):
 
 def _as_video_tensor(video, name, dtype, device):
     """Validate one video or a stack; return (tensor (B, T, H, W) of dtype on device, squeeze flag)."""
-    if isinstance(video, torch.Tensor):
-        tensor = video.detach()
-        if tensor.is_complex():
-            raise TypeError(f"{name} must be a real-valued video, got dtype {tensor.dtype}")
-        finite = torch.isfinite(tensor).all() if tensor.is_floating_point() else True
-        tensor = tensor.to(device=tensor.device if device is None else device, dtype=dtype)
-    else:
-        array = np.asarray(video)
-        if array.dtype.kind == "c":
-            raise TypeError(f"{name} must be a real-valued video, got complex dtype {array.dtype}")
-        if array.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
-        finite = np.isfinite(array).all() if array.dtype.kind == "f" else True
-        np_dtype = np.float32 if dtype == torch.float32 else np.float64
-        with np.errstate(over="ignore"):  # overflow is reported below
-            array = np.asarray(array, dtype=np_dtype)
-        tensor = as_tensor(array, device="cpu" if device is None else device)
-    if tensor.ndim not in (3, 4):
-        raise ValueError(
-            f"{name} must be a video of shape (n_frames, height, width) or a stack of videos "
-            f"(n_videos, n_frames, height, width); got an array of shape {tuple(tensor.shape)}"
-        )
-    if min(tensor.shape) == 0:
-        raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
+    tensor, _ = as_real_tensor(
+        video, name, ndims=(3, 4), dtype=dtype, device=device,
+        expected="a video of shape (n_frames, height, width) or a stack of videos "
+                 "(n_videos, n_frames, height, width)",
+    )
     if tensor.shape[-3] < 2:
         raise ValueError(f"{name} needs at least 2 frames (axis -3), got shape {tuple(tensor.shape)}")
-    if not bool(finite):
-        raise ValueError(f"{name} contains NaN or inf")
-    if not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{name} has values too large for {dtype} (the model's dtype)")
     squeeze = tensor.ndim == 3
     return (tensor.unsqueeze(0) if squeeze else tensor), squeeze
 
