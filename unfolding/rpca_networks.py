@@ -136,9 +136,7 @@ class UnfoldedRPCA(nn.Module):
         floor = self._floor_sampler(Y) if self.residual_floor > 0 else None
         outputs = []
         for k in range(start, n_layers):
-            threshold = thresholds[k + 1] * scale
-            if floor is not None:
-                threshold = torch.maximum(threshold, self.residual_floor * floor(left, right))
+            threshold = self._floored(thresholds[k + 1] * scale, floor, left, right)
             left, right, _ = scaledgd_step(Y, left, right, steps[k], threshold, return_sparse=False)
             outputs.append((left, right))
         if return_all:
@@ -153,9 +151,14 @@ class UnfoldedRPCA(nn.Module):
         estimate.
         """
         threshold = self.log_threshold[n_layers].exp().to(Y.device, Y.dtype) * rms(Y)
-        if n_layers >= 1 and self.residual_floor > 0:
-            threshold = torch.maximum(threshold, self.residual_floor * self._floor_sampler(Y)(left, right))
-        return threshold
+        floor = self._floor_sampler(Y) if n_layers >= 1 and self.residual_floor > 0 else None
+        return self._floored(threshold, floor, left, right)
+
+    def _floored(self, threshold, floor, left, right):
+        """``threshold`` raised to ``residual_floor`` median residuals of the factors (``floor=None``: as is)."""
+        if floor is None:
+            return threshold
+        return torch.maximum(threshold, self.residual_floor * floor(left, right))
 
     @staticmethod
     def _floor_sampler(Y):
