@@ -727,6 +727,7 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
 
         def loss_fn():
             t = terms()
+            state["term_names"] = t.keys()
             if self.loss_weights == "auto" and state["adam"] and len(t) > 1 + sum(k.startswith("smoothness") for k in t):
                 if state["calls"] % self.weight_update_every == 0:
                     # Regularisers keep the weight their user gave them.
@@ -742,10 +743,9 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         self.module_ = module
         self.params_ = {k: float(v.detach()) for k, v in module.unknown_values().items()}
         self.collocation_points_ = None if state["X_col"] is None else state["X_col"].detach().cpu().numpy()
-        with torch.enable_grad():
-            names = terms()
-        # The weights training ended with, continuation factor included.
-        final_weights = {k: effective_weight(k) for k in names}
+        # The weights training ended with, continuation factor included (every
+        # training phase evaluates the loss, so the term names are known).
+        final_weights = {k: effective_weight(k) for k in state["term_names"]}
         self._after_training(terms, final_weights, 0 if y_obs is None else y_obs.numel())
 
         with torch.enable_grad():
