@@ -46,7 +46,8 @@ Problems (seeds vary the noise, the initial weights and the collocation points):
   refinement (``refine_iter=300``): each best subset of a cubic library, up
   to one term more than the smallest within 5 % of the network, replaces
   the network with trainable coefficients and is refitted with u; the
-  lowest BIC of the data misfit is kept.  The wall time includes it.  f
+  sparsest candidate within 2 of the lowest BIC of the data misfit is
+  kept.  The wall time includes it.  f
   error is the relative L2 of the fitted model's f (the formula) on the
   range of u seen in the data; ``recovered`` means the formula has exactly
   the terms u and u^2 with coefficients within 5 % of 1 and -1.

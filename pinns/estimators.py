@@ -1022,9 +1022,12 @@ class HiddenTermPINN(PINNRegressor):
         ``refine_iter`` iterations from the trained state.  The candidates
         are the best subsets of each size up to one more term than the
         ``symbolic_tol`` choice (only the ``symbolic_optimizer``'s support
-        when one is given); the one with the lowest BIC of the data misfit,
-        ``n log(data) + k log(n)`` (k nonzero coefficients), is kept, and
-        the fitted model then uses the formula: :meth:`hidden_term` and
+        when one is given), each scored by the BIC of its data misfit,
+        ``n log(data) + k log(n)`` (k nonzero coefficients).  The candidate
+        with the fewest terms among those within 2 of the lowest BIC is
+        kept (a smaller difference is no evidence either way, and a spurious
+        term that absorbs noise would otherwise win about as often as not),
+        and the fitted model then uses the formula: :meth:`hidden_term` and
         :meth:`predict` evaluate it.  Terms are refined one after another,
         earlier formulas held fixed.  The choice looks at the data misfit
         only; a warning says when the chosen formula leaves an equation
@@ -1045,7 +1048,8 @@ class HiddenTermPINN(PINNRegressor):
         (the input range sampled), ``"r2"`` (fit of the expression to the
         network on that range) and ``"refined"`` (bool).  With the
         refinement, also ``"network_coef"`` (the form read off the network
-        before it) and ``"bic"`` (per candidate's number of nonzero
+        before it), ``"bic"`` and ``"candidates"`` (each candidate's BIC
+        and refined coefficients, keyed by its number of nonzero
         coefficients).
     """
 
@@ -1170,8 +1174,9 @@ class HiddenTermPINN(PINNRegressor):
     def _refine(self, name, powers, Theta, H, coef, fixed_support, terms, weights, n_data):
         """Put candidate formulas in the hidden network's place and refit; keep the best by BIC.
 
-        Returns the chosen coefficients, shape (n_outputs, n_terms), and the
-        BIC per candidate size.
+        Returns the chosen coefficients, shape (n_outputs, n_terms), the BIC
+        per candidate size and the refined coefficients per candidate size
+        (None, {}, {} when every candidate diverged).
         """
         import copy
 
@@ -1192,7 +1197,7 @@ class HiddenTermPINN(PINNRegressor):
             largest = min(Theta.shape[1], int(np.count_nonzero(coef, axis=1).max()) + 1)
             candidates = [np.array([_best_subset(Theta, h, k) for h in H.T]) for k in range(1, largest + 1)]
         trained = copy.deepcopy(module.state_dict())
-        best, bic = None, {}
+        fitted, bic = [], {}
         for candidate in candidates:
             module.hidden[name] = network
             module.load_state_dict(trained)
@@ -1223,26 +1228,27 @@ class HiddenTermPINN(PINNRegressor):
             if not math.isfinite(loss):
                 score = math.inf
             bic[n_terms] = score
-            if best is None or score < best[0]:
-                refined = np.zeros_like(candidate)
-                refined[:, support] = (formula.coef * formula.mask).detach().cpu().numpy()
-                best = (score, formula, copy.deepcopy(module.state_dict()), refined, residual)
+            refined = np.zeros_like(candidate)
+            refined[:, support] = (formula.coef * formula.mask).detach().cpu().numpy()
+            fitted.append((score, n_terms, formula, copy.deepcopy(module.state_dict()), refined, residual))
         module.hidden[name] = network
         module.load_state_dict(trained)
-        if best is None or not math.isfinite(best[0]):
+        best = _parsimonious(fitted)
+        if best is None:
             warnings.warn(f"The symbolic refinement of {name!r} diverged; the network is kept.", UserWarning,
                           stacklevel=3)
-            return None, bic
-        module.hidden[name] = best[1]
-        module.load_state_dict(best[2])
+            return None, bic, {}
+        _, _, formula, state, refined, residual = best
+        module.hidden[name] = formula
+        module.load_state_dict(state)
         # The choice looks at the data misfit only: the field can fit the data
         # with a wrong formula by giving up the physics.  Say so when it did.
-        if best[4] > _REFINE_RESIDUAL_RATIO * residual_before:
+        if residual > _REFINE_RESIDUAL_RATIO * residual_before:
             warnings.warn(
-                f"The formula chosen for {name!r} leaves an equation residual {best[4] / residual_before:.0f}x "
+                f"The formula chosen for {name!r} leaves an equation residual {residual / residual_before:.0f}x "
                 "the trained network's: the data may be fitted at the expense of the physics (check the loss "
                 "weights; symbolic_[name]['bic'] lists the candidates).", UserWarning, stacklevel=3)
-        return best[3], bic
+        return refined, bic, {n_terms: coef for _, n_terms, _, _, coef, _ in fitted}
 
     def _symbolic(self, name, loss_terms, weights, n_data):
         from sklearn.base import clone
@@ -1268,10 +1274,10 @@ class HiddenTermPINN(PINNRegressor):
         coef = self._sparse_fit(Theta, H, optimizer)
         extra = {"refined": False}
         if self.refine_iter:
-            refined, bic = self._refine(name, library.powers_, Theta, H, coef, optimizer is not None, loss_terms,
-                                        weights, n_data)
+            refined, bic, candidates = self._refine(name, library.powers_, Theta, H, coef, optimizer is not None,
+                                                    loss_terms, weights, n_data)
             if refined is not None:
-                extra = {"refined": True, "network_coef": coef, "bic": bic}
+                extra = {"refined": True, "network_coef": coef, "bic": bic, "candidates": candidates}
                 coef = refined
         pred = Theta @ coef.T
         ss = np.sum((H - H.mean(0)) ** 2)
@@ -1282,6 +1288,24 @@ class HiddenTermPINN(PINNRegressor):
             exprs.append(" ".join(parts).lstrip("+") if parts else "0")
         return {"expression": exprs[0] if len(exprs) == 1 else exprs, "coef": coef, "terms": terms,
                 "range": (lo, hi), "r2": float(r2), **extra}
+
+
+# Candidates whose BIC is within this margin of the lowest are not told apart
+# by the data (Kass & Raftery 1995: a difference under 2 is "not worth more
+# than a bare mention"); the one with the fewest terms among them is kept.
+_BIC_MARGIN = 2.0
+
+
+def _parsimonious(fitted):
+    """The refined candidate with the fewest terms among those within ``_BIC_MARGIN`` of the lowest BIC.
+
+    ``fitted`` holds ``(bic, n_terms, ...)`` tuples; None when no BIC is finite.
+    """
+    finite = [c for c in fitted if math.isfinite(c[0])]
+    if not finite:
+        return None
+    lowest = min(c[0] for c in finite)
+    return min((c for c in finite if c[0] <= lowest + _BIC_MARGIN), key=lambda c: (c[1], c[0]))
 
 
 # Above this ratio of the refined formula's equation residual to the trained
