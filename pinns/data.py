@@ -117,8 +117,8 @@ def diffusion_reaction_solution(x, l=0.01, k=kfield_true, source=None):
     return sol.sol(np.asarray(x, dtype=float))[0]
 
 
-def fisher_kpp_solution(x, t, D=0.01, r=1.0, u0=None, x_range=(0.0, 1.0), nx=801):
-    """Fisher-KPP ``u_t = D u_xx + r u (1 - u)`` with zero-flux ends, by the method of lines.
+def fisher_kpp_solution(x, t, D=0.01, r=1.0, u0=None, x_range=(0.0, 1.0), nx=801, K=1.0):
+    """Fisher-KPP ``u_t = D u_xx + r u (1 - u / K)`` with zero-flux ends, by the method of lines.
 
     Second-order finite volumes on ``nx`` cells, integrated by ``solve_ivp``
     (Radau with the tridiagonal Jacobian pattern, rtol 1e-10), then interpolated to ``(x, t)``.
@@ -134,6 +134,8 @@ def fisher_kpp_solution(x, t, D=0.01, r=1.0, u0=None, x_range=(0.0, 1.0), nx=801
         solution covers most of ``[0, 1]``).
     x_range : (float, float), default=(0, 1)
     nx : int, default=801
+    K : float, default=1.0
+        Carrying capacity.
 
     Returns
     -------
@@ -151,7 +153,7 @@ def fisher_kpp_solution(x, t, D=0.01, r=1.0, u0=None, x_range=(0.0, 1.0), nx=801
 
     def rhs(_, u):
         up = np.concatenate([u[:1], u, u[-1:]])  # zero flux: mirrored ghost cells
-        return D * (up[2:] - 2 * u + up[:-2]) / h**2 + r * u * (1 - u)
+        return D * (up[2:] - 2 * u + up[:-2]) / h**2 + r * u * (1 - u / K)
 
     n_t = 201
     t_eval = np.linspace(0.0, t_end, n_t) if t_end > 0 else np.array([0.0])

@@ -54,6 +54,11 @@ def test_unknown_benchmark_is_a_usage_error(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+def test_pinns_bad_fisher_noise_is_a_usage_error():
+    with pytest.raises(SystemExit, match="fisher-noise"):
+        main(["pinns", "--problems", "P4", "--fisher-noise", "-0.1"])
+
+
 def test_time_calls_interleaves_after_one_warm_up_each():
     calls = []
     result = time_calls({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=3)
@@ -206,3 +211,18 @@ def test_pinns_benchmark_contract(tmp_path):
     assert rows[("P2 lorenz", "pinns")]["wall_s"] < 40 + 10
     # the noise floor row is the ODE's own maximum-likelihood fit: below 5 % at 5 % noise
     assert rows[("P2 lorenz", "mle (ODE shooting)")]["error"] < 0.05
+    # P4's noise floor: least squares with the form of f given, on the same data
+    floor = rows[("P4 fisher f(u)", "least squares (ODE, form given)")]
+    assert floor["error"] < 0.05 and summary["fisher_least_squares_f_rel_err"] == floor["error"]
+    assert summary["fisher_noise"] == 0.015
+
+
+def test_fisher_least_squares_recovers_the_reaction_from_clean_data():
+    """The P4 noise-floor estimator: on noise-free observations the coefficients of f = u - u^2 come back
+    to the accuracy of its spline initial condition and 201-cell solver."""
+    from benchmarks.pinns import fisher_least_squares
+    from pinns.data import fisher_observations
+
+    X, y = fisher_observations(0.0)
+    a, b = fisher_least_squares(X, y)
+    assert abs(a - 1) < 2e-3 and abs(b + 1) < 2e-3

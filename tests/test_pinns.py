@@ -161,6 +161,10 @@ def test_reference_solutions_satisfy_their_equations():
     # Fisher-KPP: a constant state grows logistically, u = 1 / (1 + 9 e^{-t}) from 0.1
     uf = fisher_kpp_solution(0.5, np.array([0.0, 1.0, 2.0]), u0=lambda s: np.full_like(s, 0.1), nx=50)
     np.testing.assert_allclose(uf, 1 / (1 + 9 * np.exp(-np.array([0.0, 1.0, 2.0]))), rtol=1e-6)
+    # ... towards its carrying capacity K: u = K u0 e^{rt} / (K + u0 (e^{rt} - 1))
+    grow = np.exp(1.3 * np.array([0.0, 1.0, 2.0]))
+    uf = fisher_kpp_solution(0.5, np.array([0.0, 1.0, 2.0]), r=1.3, K=0.6, u0=lambda s: np.full_like(s, 0.1), nx=50)
+    np.testing.assert_allclose(uf, 0.6 * 0.1 * grow / (0.6 + 0.1 * (grow - 1)), rtol=1e-6)
     X, y = fisher_observations(0.0)
     assert X.shape == (50, 2) and np.all((y > 0) & (y < 1))
 
