@@ -26,8 +26,8 @@ from .equations import Equation
 from .geometry import Box, as_domain
 from .ops import gradient
 
-__all__ = ["PINNRegressor", "HiddenTermPINN", "Unknown", "Continuation", "pinn_losses", "rad_resample", "grad_norm_weights",
-           "hidden_input_ranges"]
+__all__ = ["PINNRegressor", "HiddenTermPINN", "Unknown", "Continuation", "pinn_losses", "rad_resample",
+           "grad_norm_weights", "hidden_input_ranges"]
 
 
 class Unknown:
@@ -705,9 +705,8 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         stages = [1.0] if self.continuation is None else self.continuation.factors()
         # Continuation also enforces the equation at the observation points, where
         # the growing data pull acts (DeepXDE's "anchors"; see Continuation).
+        # The training loop appends them to every set of collocation points.
         anchors = X_obs if self.continuation is not None and X_obs is not None and X_col is not None else None
-        if anchors is not None:
-            X_col = torch.cat([X_col, anchors])
         state = {"X_col": X_col, "cond_points": cond_points, "calls": 0, "adam": True, "physics": stages[0],
                  "anchors": anchors}
         weights = {} if self.loss_weights in (None, "auto") else {k: float(v) for k, v in self.loss_weights.items()}
@@ -850,13 +849,17 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
                     return "callback"
             return res.stop_reason
 
+        def with_anchors(X_col):
+            anchors = state["anchors"]
+            return X_col if anchors is None else torch.cat([X_col, anchors])
+
         def resample():
             if eq is None or not every:
                 return
-            X_col = as_t(rad_resample(module, eq, known, domain, self.n_collocation, gen))
-            anchors = state.get("anchors")
-            state["X_col"] = X_col if anchors is None else torch.cat([X_col, anchors])
+            state["X_col"] = with_anchors(as_t(rad_resample(module, eq, known, domain, self.n_collocation, gen)))
             state["cond_points"] = [{k: as_t(v) for k, v in c.sample(domain, gen).items()} for c in soft]
+
+        state["X_col"] = with_anchors(state["X_col"])
 
         ending = ("max_time", "nonfinite", "diverged", "callback")
         trainable = [p for p in module.parameters() if p.requires_grad]
@@ -1070,8 +1073,9 @@ class HiddenTermPINN(PINNRegressor):
             activation=activation, fourier_features=fourier_features, fourier_scale=fourier_scale,
             n_collocation=n_collocation, resample_every=resample_every, loss_weights=loss_weights,
             weight_update_every=weight_update_every, max_iter=max_iter, lr=lr, lbfgs_iter=lbfgs_iter,
-            quasi_newton=quasi_newton, continuation=continuation, max_time=max_time, tol=tol, patience=patience, dtype=dtype, device=device,
-            random_state=random_state, verbose=verbose, n_threads=n_threads, callback=callback,
+            quasi_newton=quasi_newton, continuation=continuation, max_time=max_time, tol=tol, patience=patience,
+            dtype=dtype, device=device, random_state=random_state, verbose=verbose, n_threads=n_threads,
+            callback=callback,
         )
         self.symbolic_library = symbolic_library
         self.symbolic_optimizer = symbolic_optimizer
@@ -1197,7 +1201,7 @@ class HiddenTermPINN(PINNRegressor):
             largest = min(Theta.shape[1], int(np.count_nonzero(coef, axis=1).max()) + 1)
             candidates = [np.array([_best_subset(Theta, h, k) for h in H.T]) for k in range(1, largest + 1)]
         trained = copy.deepcopy(module.state_dict())
-        fitted, bic = [], {}
+        fitted = []
         for candidate in candidates:
             module.hidden[name] = network
             module.load_state_dict(trained)
@@ -1227,12 +1231,12 @@ class HiddenTermPINN(PINNRegressor):
             score = n_data * math.log(max(data, 1e-300)) + n_terms * math.log(n_data)
             if not math.isfinite(loss):
                 score = math.inf
-            bic[n_terms] = score
             refined = np.zeros_like(candidate)
             refined[:, support] = (formula.coef * formula.mask).detach().cpu().numpy()
             fitted.append((score, n_terms, formula, copy.deepcopy(module.state_dict()), refined, residual))
         module.hidden[name] = network
         module.load_state_dict(trained)
+        bic = {n_terms: score for score, n_terms, *_ in fitted}
         best = _parsimonious(fitted)
         if best is None:
             warnings.warn(f"The symbolic refinement of {name!r} diverged; the network is kept.", UserWarning,
