@@ -160,7 +160,9 @@ def emit(result, *, table_columns, json_path=None, stream=None):
         file=stream,
     )
     if "gpu" in m:
-        print(f"gpu: {m['gpu']}, device-to-device copy bandwidth {m['copy_bandwidth_gbs']:.1f} GB/s", file=stream)
+        bandwidth = (f", device-to-device copy bandwidth {m['copy_bandwidth_gbs']:.1f} GB/s"
+                     if "copy_bandwidth_gbs" in m else "")
+        print(f"gpu: {m['gpu']}{bandwidth}", file=stream)
     if "read_bandwidth_gbs" in m:
         print(f"read bandwidth (median probe of the run): {m['read_bandwidth_gbs']:.2f} GB/s", file=stream)
     print(format_table(result["cases"], table_columns), file=stream)

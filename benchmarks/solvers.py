@@ -43,6 +43,8 @@ dimensions and families; ``dcdm_single_grid_iter_growth`` the same for the
 single-grid ablation), ``dcdm_speedup_vs_icpcg_64`` (IC(0)-PCG's time
 over ours at that grid: on CPU the network is the cost, see the issue) and
 ``train_s``.
+
+``--device cuda`` runs the GPU comparison instead (``benchmarks._solvers_cuda``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ def add_arguments(parser):
     parser.add_argument("--budget", type=float, default=None,
                         help="training seconds per network (default 600, quick 150)")
     parser.add_argument("--seed", type=int, default=0, help="training and right-hand-side seed")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu: the systems above against CG, IC(0)-PCG and AMG-PCG; cuda: the 3-D box at "
+                             "128^3 (quick 64^3) against CG on the GPU (CuPy's, and torch CG on our kernels); "
+                             "--budget then defaults to 120 s (quick 60)")
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="cuda only: a 3-D DCDMSolver written by save() instead of training one")
 
 
 class _Clock:
@@ -224,6 +232,14 @@ def _summary(cases, quick):
 
 
 def main(args, json_path=None):
-    result = run(quick=args.quick, budget=args.budget, seed=args.seed)
-    emit(result, table_columns=TABLE_COLUMNS, json_path=json_path)
+    if args.device == "cuda":
+        from ._solvers_cuda import TABLE_COLUMNS as columns
+        from ._solvers_cuda import run_cuda
+
+        result = run_cuda(quick=args.quick, budget=args.budget, seed=args.seed, model_path=args.model)
+    else:
+        if args.model is not None:
+            raise SystemExit("--model is for --device cuda; the CPU run trains its own networks")
+        result, columns = run(quick=args.quick, budget=args.budget, seed=args.seed), TABLE_COLUMNS
+    emit(result, table_columns=columns, json_path=json_path)
     return result

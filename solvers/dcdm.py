@@ -337,6 +337,11 @@ class DCDMSolver(BaseTorchEstimator):
               coarse_levels=None, callback=None):
         """Solve ``A x = b`` with the learned directions.
 
+        The iteration runs in float64 on the network's device (``device_``):
+        on a GPU the products with ``A`` use :mod:`sciml.sparse`'s CUDA
+        kernels and no vector leaves the GPU until ``x`` is returned. ``A``
+        is copied there once per problem and device (cached on the problem).
+
         Parameters
         ----------
         problem : solvers.problems.PoissonProblem
@@ -353,7 +358,8 @@ class DCDMSolver(BaseTorchEstimator):
         coarse_levels : int, "auto" or None
             Overrides the estimator's ``coarse_levels``.
         callback : callable, optional
-            ``callback(xk)`` after every iteration.
+            ``callback(xk)`` after every iteration, with ``xk`` a numpy array
+            (on a GPU a copy, made only when a callback is given).
 
         Returns
         -------
@@ -362,10 +368,9 @@ class DCDMSolver(BaseTorchEstimator):
         """
         self._check_fitted(["network_"])
         _check_problem(problem)
-        A = problem.A
-        n = A.shape[0]
+        n = problem.A.shape[0]
         b = _check_vector(b, n, "b")
-        x = np.zeros(n) if x0 is None else _check_vector(x0, n, "x0", copy=True)
+        x0 = None if x0 is None else _check_vector(x0, n, "x0", copy=True)
         maxiter = check_positive_int("maxiter", maxiter)
         residual_step = bool(self.residual_step)
         keep = _check_n_directions(self.n_directions if n_directions is None else n_directions, maxiter)
@@ -375,10 +380,15 @@ class DCDMSolver(BaseTorchEstimator):
             raise ValueError(f"problem is {problem.ndim}-D but the network was trained on a {self.network_.ndim}-D grid")
         tolerance = max(check_real("rtol", rtol, positive=False) * float(np.linalg.norm(b)),
                         check_real("atol", atol, positive=False))
-        A64 = A.astype(np.float64, copy=False)
         parameter = next(self.network_.parameters())
-        r = b - spmv(A64, x)
-        history = [float(np.linalg.norm(r))]
+        # The whole iteration runs in float64 on the network's device: on a
+        # GPU no vector crosses to the host until the solution is returned.
+        device = parameter.device
+        A = problem._matrix_for(device)
+        b = torch.as_tensor(b, device=device)
+        x = torch.zeros(n, dtype=torch.float64, device=device) if x0 is None else torch.as_tensor(x0, device=device)
+        r = b - spmv(A, x)
+        history = [float(torch.linalg.vector_norm(r))]
         # Per iteration a list of (p, A p, p^T A p), all mutually A-orthogonal:
         # the current iteration's and the `keep` before it.
         directions = collections.deque(maxlen=keep + 1)
@@ -386,7 +396,7 @@ class DCDMSolver(BaseTorchEstimator):
         n_iter = n_residual_steps = 0
         with self._thread_limit(), torch.no_grad():
             if history[0] <= tolerance:
-                return x, CGResult(True, 0, np.asarray(history), "converged", tolerance)
+                return x.cpu().numpy(), CGResult(True, 0, np.asarray(history), "converged", tolerance)
             for k in range(1, maxiter + 1):
                 block = []
                 directions.append(block)
@@ -397,40 +407,44 @@ class DCDMSolver(BaseTorchEstimator):
                         if block and not residual_step:
                             break
                         n_residual_steps += not block
-                        p = r.copy()
+                        p = r.clone()
                     else:
                         p = _direction(self.network_, problem, r, level, parameter)
                     p = _a_orthogonalise(p, directions)
+                    # One host sync for the three scalars.
+                    pr, p_norm, r_norm = torch.stack(
+                        [p @ r, torch.linalg.vector_norm(p), torch.linalg.vector_norm(r)]).tolist()
                     # Safeguard against stagnation: a learned direction (nearly)
                     # orthogonal to the residual makes no progress and is
                     # skipped; the residual, made A-orthogonal like CG's
                     # direction, always makes progress.
-                    if not abs(p @ r) > _MIN_COSINE * np.linalg.norm(p) * np.linalg.norm(r):
+                    if not abs(pr) > _MIN_COSINE * p_norm * r_norm:
                         continue
-                    Ap = spmv(A64, p)
+                    Ap = spmv(A, p)
                     pAp = float(p @ Ap)
                     if not (pAp > 0 and np.isfinite(pAp)):
                         reason = "breakdown: the search direction has no positive curvature (is A positive definite?)"
                         break
-                    step = (p @ r) / pAp
-                    x += step * p
-                    r -= step * Ap
+                    step = pr / pAp
+                    x.add_(p, alpha=step)
+                    r.sub_(Ap, alpha=step)
                     block.append((p, Ap, pAp))
                 if reason != "maxiter":
                     n_iter = k - 1
                     break
-                r = b - spmv(A64, x)
-                history.append(float(np.linalg.norm(r)))
+                r = b - spmv(A, x)
+                history.append(float(torch.linalg.vector_norm(r)))
                 n_iter = k
                 if callback is not None:
-                    callback(x)
+                    callback(x.cpu().numpy())
                 if history[-1] <= tolerance:
                     reason = "converged"
                     break
                 if not math.isfinite(history[-1]):
                     reason = "breakdown: the residual became non-finite"
                     break
-        return x, CGResult(reason == "converged", n_iter, np.asarray(history), reason, tolerance, n_residual_steps)
+        return x.cpu().numpy(), CGResult(reason == "converged", n_iter, np.asarray(history), reason, tolerance,
+                                         n_residual_steps)
 
 
 # Below this cosine between the network's direction and the residual, the
@@ -446,7 +460,8 @@ def _a_orthogonalise(q, directions):
     ``(p, A p, p^T A p)`` (modified Gram-Schmidt, in place)."""
     for block in directions:
         for p, Ap, pAp in block:
-            q -= (q @ Ap) / pAp * p
+            # The coefficient stays on q's device: no host sync per direction.
+            q.sub_(p * ((q @ Ap) / pAp))
     return q
 
 
@@ -462,8 +477,9 @@ def _resolve_coarse_levels(value, shape):
 
 
 def _direction(network, problem, r, level, parameter):
-    """The network's direction (float64 numpy) for the residual ``r``, computed
-    on the grid coarsened ``level`` times.
+    """The network's direction (float64, on the network's device) for the
+    residual ``r`` (a float64 tensor there), computed on the grid coarsened
+    ``level`` times.
 
     Coarsening averages 2^level-wide blocks of cells (solid cells count as 0);
     the network's output on the coarse grid is interpolated back (bi- or
@@ -472,21 +488,21 @@ def _direction(network, problem, r, level, parameter):
     """
     # Normalised in float64 first: in the network's float32 the squares of a
     # tiny or huge residual would under- or overflow.
-    rn = torch.as_tensor(r / np.linalg.norm(r), dtype=parameter.dtype, device=parameter.device)
+    rn = (r / torch.linalg.vector_norm(r)).to(parameter.dtype)
     if level == 0:
-        return _apply(network, problem, rn[:, None])[:, 0].double().cpu().numpy()
+        return _apply(network, problem, rn[:, None])[:, 0].double()
     grid = problem.to_grid(rn)[None, None]
     factor = 2**level
     pool = torch.nn.functional.avg_pool2d if problem.ndim == 2 else torch.nn.functional.avg_pool3d
     coarse = pool(_pad_to_multiple(grid, factor), factor)
     norm = coarse.norm()
     if not norm > 0:  # r has no component the coarse grid sees
-        return np.zeros_like(r)
+        return torch.zeros_like(r)
     out = network(coarse / norm)
     fine = torch.nn.functional.interpolate(out, scale_factor=factor, mode="bilinear" if problem.ndim == 2 else "trilinear",
                                            align_corners=False)
     fine = fine[(0, 0) + tuple(slice(0, size) for size in problem.shape)]
-    return problem.from_grid(fine).double().cpu().numpy()
+    return problem.from_grid(fine).double()
 
 
 def _pad_to_multiple(x, step):

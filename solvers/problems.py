@@ -194,7 +194,7 @@ class PoissonProblem:
     boundary: str
     coefficient: np.ndarray | None = None
     _cells: np.ndarray = field(init=False, repr=False)
-    _device_cells: dict = field(init=False, repr=False, default_factory=dict)
+    _device_cache: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self):
         cells = np.flatnonzero(self.mask)
@@ -222,12 +222,27 @@ class PoissonProblem:
         """The fluid cells' flat indices as a torch tensor on ``tensor``'s device (cached)."""
         import torch
 
-        key = str(tensor.device)
-        cells = self._device_cells.get(key)
+        key = ("cells", str(tensor.device))
+        cells = self._device_cache.get(key)
         if cells is None:
             cells = torch.as_tensor(self._cells.copy(), dtype=torch.int64, device=tensor.device)
-            self._device_cells[key] = cells
+            self._device_cache[key] = cells
         return cells
+
+    def _matrix_for(self, device):
+        """``A`` in float64 as a torch sparse CSR tensor on ``device`` (cached:
+        a solver called repeatedly on one problem copies it to a GPU once)."""
+        import torch
+
+        from sciml.sparse import to_torch_csr
+
+        device = torch.device(device)
+        key = ("A64", str(device))
+        matrix = self._device_cache.get(key)
+        if matrix is None:
+            matrix = to_torch_csr(self.A.astype(np.float64, copy=False), device=device)
+            self._device_cache[key] = matrix
+        return matrix
 
     def to_grid(self, vector):
         """Scatter a vector (or columns of vectors) onto the grid; solid cells are 0.

@@ -155,9 +155,9 @@ def test_coarse_direction_is_the_interpolated_block_average(shape):
     problem = poisson(shape)
     grids = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
     field = 1.0 + sum((k + 1) * g for k, g in enumerate(grids))
-    r = problem.from_grid(field)
+    r = torch.as_tensor(problem.from_grid(field))
     parameter = torch.zeros((), dtype=torch.float64)
-    q = problem.to_grid(_direction(torch.nn.Identity(), problem, r, 1, parameter))
+    q = problem.to_grid(_direction(torch.nn.Identity(), problem, r, 1, parameter).numpy())
     padded = np.pad(field, [(0, n % 2) for n in shape])  # zeros, as the solver pads odd sizes
     blocks = padded.reshape(sum(((n // 2, 2) for n in padded.shape), ())).mean(axis=tuple(range(1, 2 * len(shape), 2)))
     scale = 1.0 / np.linalg.norm(blocks)
@@ -166,8 +166,8 @@ def test_coarse_direction_is_the_interpolated_block_average(shape):
     interior = tuple(slice(1, n - 1 - n % 2) for n in shape)
     np.testing.assert_allclose(q[interior], scale * field[interior], rtol=1e-12)
     # A field the coarse grid does not see (a checkerboard) gives no direction.
-    checker = problem.from_grid((-1.0) ** sum(grids))
-    assert not np.any(_direction(torch.nn.Identity(), problem, checker, 1, parameter))
+    checker = torch.as_tensor(problem.from_grid((-1.0) ** sum(grids)))
+    assert not torch.any(_direction(torch.nn.Identity(), problem, checker, 1, parameter))
 
 
 def test_n_directions_keeps_that_many_earlier_iterations(trained, monkeypatch):
@@ -192,12 +192,12 @@ def test_n_directions_keeps_that_many_earlier_iterations(trained, monkeypatch):
 
 def test_coarse_direction_does_not_depend_on_the_residual_scale(trained):
     problem, model = trained
-    r = rhs(problem, "smooth", random_state=9)
+    r = torch.as_tensor(rhs(problem, "smooth", random_state=9))
     parameter = next(model.network_.parameters())  # float32
     with torch.no_grad():
-        reference = _direction(model.network_, problem, r, 1, parameter)
+        reference = _direction(model.network_, problem, r, 1, parameter).numpy()
         for scale in (1e-30, 1e30):
-            np.testing.assert_allclose(_direction(model.network_, problem, scale * r, 1, parameter), reference,
+            np.testing.assert_allclose(_direction(model.network_, problem, scale * r, 1, parameter).numpy(), reference,
                                        rtol=1e-6, atol=1e-6 * np.abs(reference).max())
 
 
