@@ -11,6 +11,9 @@ family. Every method runs on the GPU in float64:
 * ``dcdm_keep4``: the same, keeping the directions of the 4 most recent
   iterations instead of all (less A-orthogonalisation work per iteration,
   possibly more iterations).
+* ``dcdm_single_grid_keep2``: the paper's configuration (no coarse grids, 2
+  kept iterations) plus the residual step: one network evaluation per
+  iteration instead of one per grid level.
 * ``cupy_cg``: :func:`cupyx.scipy.sparse.linalg.cg` (cuSPARSE products), what
   a GPU user reaches for today; skipped without CuPy.
 * ``torch_cg``: textbook CG in torch with :func:`sciml.sparse.spmv` (our
@@ -103,6 +106,7 @@ def _methods(problem, model, device):
     methods = {
         "dcdm": lambda b, maxiter: dcdm(b, maxiter),
         "dcdm_keep4": lambda b, maxiter: dcdm(b, maxiter, n_directions=4),
+        "dcdm_single_grid_keep2": lambda b, maxiter: dcdm(b, maxiter, n_directions=2, coarse_levels=0),
         "torch_cg": torch_cg,
     }
     found = _cupy_cg() if torch.device(device).type == "cuda" else None

@@ -389,8 +389,8 @@ class DCDMSolver(BaseTorchEstimator):
         x = torch.zeros(n, dtype=torch.float64, device=device) if x0 is None else torch.as_tensor(x0, device=device)
         r = b - spmv(A, x)
         history = [float(torch.linalg.vector_norm(r))]
-        # Per iteration a list of (p, A p, p^T A p), all mutually A-orthogonal:
-        # the current iteration's and the `keep` before it.
+        # Per iteration a list of (p / p^T A p, A p), the directions all
+        # mutually A-orthogonal: the current iteration's and the `keep` before it.
         directions = collections.deque(maxlen=keep + 1)
         reason = "maxiter"
         n_iter = n_residual_steps = 0
@@ -428,7 +428,7 @@ class DCDMSolver(BaseTorchEstimator):
                     step = pr / pAp
                     x.add_(p, alpha=step)
                     r.sub_(Ap, alpha=step)
-                    block.append((p, Ap, pAp))
+                    block.append((p.div_(pAp), Ap))
                 if reason != "maxiter":
                     n_iter = k - 1
                     break
@@ -457,11 +457,12 @@ _MIN_COARSE = 4
 
 def _a_orthogonalise(q, directions):
     """``q`` made A-orthogonal to the kept directions, a sequence of lists of
-    ``(p, A p, p^T A p)`` (modified Gram-Schmidt, in place)."""
+    ``(p / p^T A p, A p)`` (modified Gram-Schmidt, in place)."""
     for block in directions:
-        for p, Ap, pAp in block:
-            # The coefficient stays on q's device: no host sync per direction.
-            q.sub_(p * ((q @ Ap) / pAp))
+        for p_scaled, Ap in block:
+            # Two kernels per direction, and the coefficient stays on q's
+            # device: no host sync (on a GPU these launches are the cost).
+            q.addcmul_(p_scaled, q @ Ap, value=-1.0)
     return q
 
 

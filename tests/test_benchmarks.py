@@ -209,14 +209,15 @@ def test_gpu_solver_benchmark_code_path_on_the_cpu(capsys):
         main(["solvers", "--model", "model.pt"])
     result = _solvers_cuda._run("cpu", 8, budget=1.0, seed=0, model_path=None)
     rows = {(c["rhs"], c["method"]): c for c in result["cases"]}
-    assert set(rows) == {(kind, m) for kind in RHS_KINDS for m in ("dcdm", "dcdm_keep4", "torch_cg")}
+    dcdm_methods = ("dcdm", "dcdm_keep4", "dcdm_single_grid_keep2")
+    assert set(rows) == {(kind, m) for kind in RHS_KINDS for m in (*dcdm_methods, "torch_cg")}
     problem = poisson((8, 8, 8))
     for kind in RHS_KINDS:
         b = rhs(problem, kind, random_state=1)
         count = []
         spla.cg(problem.A, b, rtol=_solvers_cuda.RTOL, atol=0.0, callback=count.append)
         assert abs(rows[(kind, "torch_cg")]["iters"] - len(count)) <= 1
-        for method in ("dcdm", "dcdm_keep4", "torch_cg"):
+        for method in (*dcdm_methods, "torch_cg"):
             case = rows[(kind, method)]
             assert case["converged"] and case["rel_residual"] <= 1.0001e-6 and case["s"] > 0
     summary = result["summary"]
