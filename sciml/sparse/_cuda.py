@@ -8,8 +8,8 @@ Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how CI tests it.
 
 Kernels
 -------
-* ``spmv`` "vector" kernel (the default): ``LANES`` threads share a row and
-  read its nonzeros coalesced; their partial sums are combined through
+* ``spmv`` "vector" kernel: ``LANES`` threads share a row and read its
+  nonzeros coalesced; their partial sums are combined through
   shared memory.  PDE matrices have 5-7 nonzeros per row, for which 4-8
   lanes per row beat both one thread per row (uncoalesced reads) and a warp
   per row (idle lanes).  The shared-memory reduction, rather than warp
