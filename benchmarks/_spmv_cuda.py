@@ -66,9 +66,13 @@ def _methods(A, k):
         ip, ii, dd = (cuda.as_cuda_array(v, sync=False) for v in (tA.crow_indices(), tA.col_indices(), tA.values()))
         xv, ov = cuda.as_cuda_array(x, sync=False), cuda.as_cuda_array(out, sync=False)
         stream = cuda.external_stream(torch.cuda.current_stream().cuda_stream)
-        for kernel in ("vector", "scalar"):
+        # The merge kernel's workspace, allocated once (the view keeps the tensor alive).
+        workspace = cuda.as_cuda_array(
+            torch.empty(_cuda.merge_workspace_size(A.shape[0], A.nnz), dtype=torch.int64, device="cuda"), sync=False
+        )
+        for kernel in ("vector", "merge", "scalar"):
             methods[f"sciml kernel={kernel}"] = (
-                lambda kernel=kernel: _cuda.spmv(ip, ii, dd, xv, ov, kernel=kernel, stream=stream)
+                lambda kernel=kernel: _cuda.spmv(ip, ii, dd, xv, ov, kernel=kernel, workspace=workspace, stream=stream)
             )
         methods["cusparse (torch)"] = lambda: torch.mv(tA, x)
     else:

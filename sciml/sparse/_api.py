@@ -437,15 +437,32 @@ def _product_cpu(csr, dense, out, transpose):
     kernel(indptr, indices, csr.data, dense, out, bounds, zero, scratch)
 
 
-def _product(csr, dense, out, transpose, stream):
-    """out = op(A) @ dense on backend views; op is the transpose or identity."""
+def _product(csr, dense, out, transpose, op):
+    """out = A @ dense (or A.T @ dense) on backend views.
+
+    `op` describes the dense operand: the launch goes on its stream, and any
+    workspace is allocated in its library.
+    """
     if csr.backend == "cpu":
         _product_cpu(csr, dense, out, transpose)
         return
     from . import _cuda as kernels
 
-    launch = kernels.spmv if dense.ndim == 1 else kernels.spmm
-    launch(csr.indptr, csr.indices, csr.data, dense, out, transpose=transpose, stream=stream)
+    stream = _stream(op)
+    if dense.ndim == 2:
+        kernels.spmm(csr.indptr, csr.indices, csr.data, dense, out, transpose=transpose, stream=stream)
+        return
+    kernel, workspace = "vector", None  # the transposed product has one kernel
+    if not transpose and csr.shape[0]:
+        kernel = kernels.spmv_kernel(csr.indptr, csr.nnz, stream)
+    if kernel == "merge":
+        # In the operand's library: torch's caching allocator costs far less than a cudaMalloc.
+        size = kernels.merge_workspace_size(csr.shape[0], csr.nnz)
+        workspace = _view(_empty(op, (size,), np.dtype(np.int64)), op)
+    kernels.spmv(
+        csr.indptr, csr.indices, csr.data, dense, out,
+        transpose=transpose, kernel=kernel, workspace=workspace, stream=stream,
+    )
 
 
 def _values_grad(csr, left, right, out, stream):
@@ -471,7 +488,7 @@ class _CSRProduct(torch.autograd.Function):
         out_shape = (csr.shape[1] if transpose else csr.shape[0],) + tuple(dense.shape[1:])
         out = torch.empty(out_shape, dtype=dense.dtype, device=dense.device)
         with _device_context(op):
-            _product(csr, _view(dense, op), _view(out, op), transpose, _stream(op))
+            _product(csr, _view(dense, op), _view(out, op), transpose, op)
         ctx.save_for_backward(values, dense)
         ctx.csr, ctx.transpose = csr, transpose
         return out
@@ -488,7 +505,7 @@ class _CSRProduct(torch.autograd.Function):
             stream = _stream(op)
             if ctx.needs_input_grad[1]:
                 grad_dense = torch.empty_like(dense, memory_format=torch.contiguous_format)
-                _product(csr, _view(g, op), _view(grad_dense, op), not transpose, stream)
+                _product(csr, _view(g, op), _view(grad_dense, op), not transpose, op)
             if ctx.needs_input_grad[0]:
                 x = dense.detach()
                 if x.dim() == 1:
@@ -544,7 +561,7 @@ def _matmul(A, x, transpose, out, values, backend, ndim):
         y = _check_out(out, x_op, out_shape, csr.dtype, (x_view, csr.data, csr.indices, csr.indptr))
         result = out
     with _device_context(x_op):
-        _product(csr, x_view, y, transpose, _stream(x_op))
+        _product(csr, x_view, y, transpose, x_op)
     if out is not None and x_op.lib == "torch":
         # The kernel wrote through a view autograd cannot see: bump the
         # version so that backward through an earlier use of `out` raises

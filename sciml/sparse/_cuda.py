@@ -8,13 +8,37 @@ Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how CI tests it.
 
 Kernels
 -------
-* ``spmv`` "vector" kernel (the default): ``LANES`` threads share a row and
-  read its nonzeros coalesced; their partial sums are combined through
+* ``spmv`` "vector" kernel: ``LANES`` threads share a row and read its
+  nonzeros coalesced; their partial sums are combined through
   shared memory.  PDE matrices have 5-7 nonzeros per row, for which 4-8
   lanes per row beat both one thread per row (uncoalesced reads) and a warp
   per row (idle lanes).  The shared-memory reduction, rather than warp
   shuffles, keeps the kernel runnable in the simulator.
+* ``spmv`` "merge" kernel: merge-path load balancing after Merrill &
+  Garland, "Merge-based Parallel Sparse Matrix-Vector Multiplication"
+  (SC16).  The merge of the row-end offsets ``indptr[1:]`` with the nonzero
+  indices ``0..nnz-1`` (``n_rows + nnz`` items) is cut into equal tiles of
+  ``MERGE_BLOCK * MERGE_ITEMS`` items, so every block does the same work
+  whatever the row lengths.  A partition kernel finds each tile boundary's
+  row by binary search (into an int64 workspace of
+  :func:`merge_workspace_size` entries) and zeroes ``y[row]`` where a
+  boundary falls inside a row.  A block stages its tile (the products
+  ``data[j] * x[indices[j]]`` and the row offsets) in shared memory with
+  coalesced reads; each thread walks ``MERGE_ITEMS`` items of it.  A row
+  split between threads is finished by the thread that reaches its end,
+  adding the carry-outs of the threads before it; rows that cross a tile
+  boundary are the only ones accumulated with global atomic adds.
 * ``spmv`` "scalar" kernel: one thread per row; the simple reference.
+* ``spmv`` "auto" (the default): "merge" when the matrix's longest row has
+  more than ``LONG_ROW`` nonzeros, else "vector".  The vector kernel's time
+  is set by its longest row (one group of ``LANES`` lanes walks it
+  serially), which the merge kernel does not care about, while on short,
+  regular rows the vector kernel saves the merge kernel's partition launch
+  and shared-memory staging.  The longest row is computed on the device and
+  read back once per matrix (the one synchronisation), then cached by
+  (``indptr`` address, ``n_rows``, ``nnz``) in a small bounded cache: a
+  stale entry for freed and reused memory can only pick the slower kernel,
+  never a wrong result, since both kernels are correct for any matrix.
 * ``spmm``: one thread per (row, column); consecutive threads read
   consecutive columns of a row of the (row-major) dense operand.
 * transposed products: one thread per stored entry of a row-thread,
@@ -33,6 +57,26 @@ from numba import cuda
 BLOCK = 128
 #: Lanes (threads) per row in the vector SpMV kernel.
 LANES = 4
+#: Threads per block of the merge SpMV kernel.
+MERGE_BLOCK = 128
+#: Merge items (nonzeros plus row ends) per thread of the merge SpMV kernel;
+#: a tile is ``MERGE_BLOCK * MERGE_ITEMS`` items.  7 is CUB's choice for
+#: 8-byte values; both constants are first guesses, to be tuned on a GPU.
+MERGE_ITEMS = 7
+#: "auto" picks the merge kernel when some row has more nonzeros than this.
+#: A first guess (16 iterations of the vector kernel's 4 lanes), to be
+#: tuned on a GPU.
+LONG_ROW = 64
+#: Matrices whose longest row "auto" remembers.
+_ROW_LENGTH_CACHE_SIZE = 64
+
+
+_NUMBA_TYPES = {
+    np.dtype(np.float32): np.float32,
+    np.dtype(np.float64): np.float64,
+    np.dtype(np.int32): np.int32,
+    np.dtype(np.int64): np.int64,
+}
 
 
 def _blocks(n_threads):
@@ -52,7 +96,7 @@ def _spmv_scalar(indptr, indices, data, x, y, zero):
 @functools.lru_cache(maxsize=None)
 def _spmv_vector_kernel(dtype, lanes):
     """The vector SpMV kernel for one value dtype and lane count."""
-    nb_dtype = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}[np.dtype(dtype)]
+    nb_dtype = _NUMBA_TYPES[np.dtype(dtype)]
     rows_per_block = BLOCK // lanes
 
     @cuda.jit
@@ -74,6 +118,216 @@ def _spmv_vector_kernel(dtype, lanes):
             y[row] = total
 
     return kernel
+
+
+def merge_workspace_size(n_rows, nnz, block=None, items=None):
+    """Number of int64 entries the merge SpMV kernel needs as workspace.
+
+    One per tile boundary: ``ceil((n_rows + nnz) / tile) + 1``, with
+    ``tile = block * items`` (default ``MERGE_BLOCK * MERGE_ITEMS``).
+    """
+    tile = (MERGE_BLOCK if block is None else block) * (MERGE_ITEMS if items is None else items)
+    return (n_rows + nnz + tile - 1) // tile + 1
+
+
+@cuda.jit(device=True)
+def _merge_path_search(row_ptr, nz_base, diagonal, n_row_ends, n_nonzeros):
+    """How many row ends lie among the first `diagonal` items of a merge path.
+
+    The path merges the row ends ``row_ptr[1:n_row_ends + 1]`` with the
+    nonzero indices ``nz_base .. nz_base + n_nonzeros - 1``, a row end first
+    on ties (CUB's MergePathSearch).  The nonzeros among those items are
+    ``diagonal`` minus the result.  (Conditional expressions rather than
+    min/max: those are compiled as separate device functions.)
+    """
+    lo = diagonal - n_nonzeros if diagonal > n_nonzeros else 0
+    hi = diagonal if diagonal < n_row_ends else n_row_ends
+    while lo < hi:
+        pivot = (lo + hi) >> 1
+        if row_ptr[pivot + 1] <= nz_base + diagonal - pivot - 1:
+            lo = pivot + 1
+        else:
+            hi = pivot
+    return lo
+
+
+@cuda.jit
+def _merge_partition(indptr, tile_items, boundary_rows, y, zero):
+    """Row coordinate of each tile boundary on the merge path; zero y[row]
+    where the boundary falls inside the row (its tiles then add atomically)."""
+    t = cuda.grid(1)
+    if t < boundary_rows.shape[0]:
+        n_rows = y.shape[0]
+        nnz = np.int64(indptr[n_rows])
+        diagonal = np.int64(t) * tile_items
+        if diagonal > n_rows + nnz:
+            diagonal = n_rows + nnz
+        row = _merge_path_search(indptr, np.int64(0), diagonal, np.int64(n_rows), nnz)
+        boundary_rows[t] = row
+        if row < n_rows and diagonal - row > indptr[row]:
+            y[row] = zero
+
+
+@functools.lru_cache(maxsize=None)
+def _spmv_merge_kernel(dtype, index_dtype, block, items):
+    """The merge SpMV tile kernel for one value/index dtype and tile shape."""
+    value_type = _NUMBA_TYPES[np.dtype(dtype)]
+    index_type = _NUMBA_TYPES[np.dtype(index_dtype)]
+    tile_items = block * items
+    row_ptr_size = tile_items + 2  # shared array sizes must be constants
+
+    @cuda.jit
+    def kernel(indptr, indices, data, x, y, boundary_rows, zero):
+        # The tile's products and row offsets indptr[row0 .. row1 + 1].
+        products = cuda.shared.array(tile_items, value_type)
+        row_ptr = cuda.shared.array(row_ptr_size, index_type)
+        # Each thread's carry-out: the (local) row it stopped in, its partial sum.
+        carry_rows = cuda.shared.array(block, np.int32)
+        carry_sums = cuda.shared.array(block, value_type)
+        tid = cuda.threadIdx.x
+        tile = cuda.blockIdx.x
+        n_rows = y.shape[0]
+        total_items = n_rows + np.int64(indptr[n_rows])
+        diag0 = np.int64(tile) * tile_items
+        diag1 = diag0 + tile_items
+        if diag1 > total_items:  # the last tile
+            diag1 = total_items
+        row0 = boundary_rows[tile]
+        row1 = boundary_rows[tile + 1]
+        nz0 = diag0 - row0
+        nz1 = diag1 - row1
+        tile_rows = row1 - row0  # row ends inside the tile
+        tile_nnz = nz1 - nz0
+
+        # Coalesced staging: consecutive threads read consecutive elements.
+        for k in range(tid, tile_nnz, block):
+            j = nz0 + k
+            products[k] = data[j] * x[indices[j]]
+        for k in range(tid, tile_rows + 2, block):
+            row_ptr[k] = indptr[row0 + k] if row0 + k < n_rows else indptr[n_rows]
+        cuda.syncthreads()
+
+        # This thread's start on the tile's merge path (same search as the
+        # partition kernel, in shared memory and tile-local coordinates).
+        diagonal = np.int64(tid * items)
+        if diagonal > tile_rows + tile_nnz:
+            diagonal = tile_rows + tile_nnz
+        row = _merge_path_search(row_ptr, nz0, diagonal, tile_rows, tile_nnz)
+        nz = diagonal - row
+        steps = tile_rows + tile_nnz - diagonal
+        if steps > items:
+            steps = items
+
+        # The first row this thread finishes may have begun in earlier
+        # threads: keep it until their carries are known.  Later rows
+        # began here and are complete.
+        first_row = np.int64(-1)
+        first_sum = zero
+        acc = zero
+        for _ in range(steps):
+            if nz0 + nz < row_ptr[row + 1]:
+                acc += products[nz]
+                nz += 1
+            else:
+                if first_row < 0:
+                    first_row = row
+                    first_sum = acc
+                else:
+                    y[row0 + row] = acc
+                acc = zero
+                row += 1
+        carry_rows[tid] = row
+        carry_sums[tid] = acc
+        cuda.syncthreads()
+
+        if first_row >= 0:
+            total = first_sum
+            other = tid - 1
+            while other >= 0 and carry_rows[other] == first_row:
+                total += carry_sums[other]
+                other -= 1
+            if first_row == 0 and row_ptr[0] < nz0:
+                # The row began in an earlier tile; the partition zeroed it.
+                cuda.atomic.add(y, row0, total)
+            else:
+                y[row0 + first_row] = total
+        if tid == block - 1 and row1 < n_rows and nz1 > row_ptr[tile_rows]:
+            # Row row1 continues into the next tile; the partition zeroed it.
+            total = zero
+            other = tid
+            while other >= 0 and carry_rows[other] == tile_rows:
+                total += carry_sums[other]
+                other -= 1
+            cuda.atomic.add(y, row1, total)
+
+    return kernel
+
+
+def _spmv_merge(indptr, indices, data, x, y, workspace, stream):
+    block, items = MERGE_BLOCK, MERGE_ITEMS
+    nnz = indices.shape[0]
+    n_boundaries = merge_workspace_size(y.shape[0], nnz, block, items)
+    if workspace is None:
+        workspace = cuda.device_array(n_boundaries, dtype=np.int64, stream=stream)
+    elif workspace.dtype != np.int64 or workspace.shape[0] < n_boundaries:
+        raise ValueError(f"workspace must be an int64 array of at least {n_boundaries} entries")
+    boundary_rows = workspace[:n_boundaries]
+    zero = data.dtype.type(0)
+    _merge_partition[_blocks(n_boundaries), BLOCK, stream](indptr, block * items, boundary_rows, y, zero)
+    launch = _spmv_merge_kernel(data.dtype, indptr.dtype, block, items)
+    launch[n_boundaries - 1, block, stream](indptr, indices, data, x, y, boundary_rows, zero)
+
+
+@cuda.jit
+def _max_row_length(indptr, out):
+    longest = cuda.shared.array(BLOCK, np.int64)
+    tid = cuda.threadIdx.x
+    best = np.int64(0)
+    for i in range(cuda.grid(1), indptr.shape[0] - 1, cuda.gridsize(1)):
+        length = np.int64(indptr[i + 1] - indptr[i])
+        if length > best:
+            best = length
+    longest[tid] = best
+    cuda.syncthreads()
+    if tid == 0:
+        for other in range(1, BLOCK):
+            if longest[other] > best:
+                best = longest[other]
+        cuda.atomic.max(out, 0, best)
+
+
+_max_row_lengths = {}
+
+
+def _device_address(arr):
+    cai = getattr(arr, "__cuda_array_interface__", None)
+    if cai is not None:
+        return cai["data"][0]
+    return arr._ary.ctypes.data  # the CUDA simulator's arrays wrap numpy
+
+
+def max_row_length(indptr, nnz, stream=0):
+    """The longest row of a CSR matrix on the device, cached per matrix.
+
+    The first call for a matrix synchronises `stream` to read the result
+    back; later calls are a dictionary look-up keyed by (indptr address,
+    n_rows, nnz).  An entry can go stale when a matrix is freed and another
+    one with the same shape and nonzero count reuses its memory; it is only
+    used to choose between kernels that are all correct.
+    """
+    n_rows = indptr.shape[0] - 1
+    key = (_device_address(indptr), n_rows, nnz)
+    longest = _max_row_lengths.get(key)
+    if longest is None:
+        out = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
+        _max_row_length[min(_blocks(n_rows), 1024), BLOCK, stream](indptr, out)
+        longest = int(out.copy_to_host(stream=stream)[0])
+        if stream != 0:
+            stream.synchronize()
+        if len(_max_row_lengths) >= _ROW_LENGTH_CACHE_SIZE:
+            del _max_row_lengths[next(iter(_max_row_lengths))]  # the oldest
+        _max_row_lengths[key] = longest
+    return longest
 
 
 @cuda.jit
@@ -139,11 +393,36 @@ def _sddmm(indptr, indices, left, right, out, zero):
             out[j] = acc
 
 
-def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="vector", stream=0):
-    """y = A @ x (or A.T @ x) on device arrays; y is overwritten."""
+def spmv_kernel(indptr, nnz, stream=0):
+    """The kernel "auto" uses for a matrix: "merge" if a row is long, else "vector".
+
+    See the module docstring; `nnz` is ``len(indices)``.
+    """
+    return "merge" if max_row_length(indptr, nnz, stream) > LONG_ROW else "vector"
+
+
+def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspace=None, stream=0):
+    """y = A @ x (or A.T @ x) on device arrays; y is overwritten.
+
+    Parameters
+    ----------
+    indptr, indices, data, x, y : numba device arrays
+        A in CSR form, with ``len(indices) == len(data) == nnz``.
+    transpose : bool
+        Compute ``A.T @ x`` (the kernel choice then does not apply).
+    kernel : {"auto", "vector", "merge", "scalar"}
+        See the module docstring.
+    workspace : int64 device array, optional
+        At least ``merge_workspace_size(n_rows, nnz)`` entries for the merge
+        kernel (allocated here when None; a caching allocator, such as
+        torch's, makes that cheaper).  Ignored by the other kernels.
+    stream : numba stream or 0
+    """
     zero = data.dtype.type(0)
     if y.shape[0] == 0:
         return y
+    if kernel == "auto" and not transpose:
+        kernel = spmv_kernel(indptr, indices.shape[0], stream)
     if transpose:
         _zero_1d[_blocks(y.shape[0]), BLOCK, stream](y, zero)
         _rspmv[_blocks(x.shape[0]), BLOCK, stream](indptr, indices, data, x, y)
@@ -152,8 +431,10 @@ def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="vector", strea
     elif kernel == "vector":
         launch = _spmv_vector_kernel(data.dtype, LANES)
         launch[_blocks(y.shape[0] * LANES), BLOCK, stream](indptr, indices, data, x, y, zero)
+    elif kernel == "merge":
+        _spmv_merge(indptr, indices, data, x, y, workspace, stream)
     else:
-        raise ValueError(f"kernel must be 'vector' or 'scalar', got {kernel!r}")
+        raise ValueError(f"kernel must be 'auto', 'vector', 'merge' or 'scalar', got {kernel!r}")
     return y
 
 

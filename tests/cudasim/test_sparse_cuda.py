@@ -81,7 +81,7 @@ def test_kernels_match_scipy(A, value_dtype, index_dtype):
     X = rng.standard_normal((n, 3)).astype(value_dtype)
     Z = rng.standard_normal((m, 3)).astype(value_dtype)
     B = A.astype(np.float64)
-    for kernel in ("scalar", "vector"):
+    for kernel in ("scalar", "vector", "merge", "auto"):
         y = cuda.device_array(m, dtype=value_dtype)
         _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel=kernel)
         assert_close(y, B @ x, value_dtype)
@@ -112,6 +112,104 @@ def test_vector_kernel_any_lane_count(lanes, monkeypatch):
     _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel="vector")
     assert_close(y, A @ x, np.float64)
 
+
+def csr_with_row_lengths(lengths, n_cols=9, seed=0):
+    """A float64 CSR matrix with the given row lengths and random columns."""
+    rng = np.random.default_rng(seed)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices = rng.integers(0, n_cols, size=indptr[-1])
+    return sp.csr_array((rng.standard_normal(indptr[-1]), indices, indptr), shape=(len(lengths), n_cols))
+
+
+# Tiles of TILE = 4 threads x 3 items = 12 merge items; a row of length
+# TILE - 1 is TILE items (its nonzeros and its end).
+TILE = 12
+MERGE_EDGE_CASES = {
+    "one_row_over_many_tiles": [2, 5 * TILE + 7, 1],
+    "rows_end_on_tile_boundaries": [TILE - 1] * 4,
+    "rows_end_on_boundaries_after_offset": [TILE // 2 - 1] + [TILE - 1] * 3 + [2],
+    "long_rows_back_to_back": [3 * TILE, 2 * TILE + 5, TILE - 1, 0, 4 * TILE],
+    "empty_rows_at_both_ends": [0] * 20 + [3, 7, 1] + [0] * 25,
+    "single_row": [3 * TILE + 4],
+    "single_empty_row": [0],
+    "no_nonzeros": [0] * 30,
+    "short_rows": [1, 0, 2, 1, 1, 0, 0, 3, 1, 2, 0, 1] * 3,
+}
+
+
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("value_dtype", VALUE_DTYPES)
+@pytest.mark.parametrize("lengths", MERGE_EDGE_CASES.values(), ids=MERGE_EDGE_CASES.keys())
+def test_merge_kernel_tile_edge_cases(lengths, value_dtype, index_dtype, monkeypatch):
+    from sciml.sparse import _cuda
+
+    monkeypatch.setattr(_cuda, "MERGE_BLOCK", 4)
+    monkeypatch.setattr(_cuda, "MERGE_ITEMS", 3)
+    A, dA = prepared(csr_with_row_lengths(lengths), value_dtype, index_dtype)
+    x = np.random.default_rng(1).standard_normal(A.shape[1]).astype(value_dtype)
+    y = cuda.to_device(np.full(A.shape[0], np.nan, dtype=value_dtype))  # every row must be written
+    _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel="merge")
+    assert_close(y, A.astype(np.float64) @ x, value_dtype)
+
+
+@pytest.mark.parametrize("block, items", [(8, 2), (16, 5), (32, 7)])
+def test_merge_kernel_tile_shapes_and_workspace(block, items, monkeypatch):
+    from sciml.sparse import _cuda
+
+    monkeypatch.setattr(_cuda, "MERGE_BLOCK", block)
+    monkeypatch.setattr(_cuda, "MERGE_ITEMS", items)
+    A = data.power_law_csr(90, 40, mean_nnz_per_row=6, random_state=7)
+    dA = DeviceCSR(A)
+    x = np.random.default_rng(2).standard_normal(40)
+    size = _cuda.merge_workspace_size(A.shape[0], A.nnz)
+    assert size == -(-(A.shape[0] + A.nnz) // (block * items)) + 1
+    workspace = cuda.device_array(size + 3, dtype=np.int64)  # larger is fine
+    y = cuda.device_array(A.shape[0])
+    _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel="merge", workspace=workspace)
+    assert_close(y, A @ x, np.float64)
+    with pytest.raises(ValueError, match=f"at least {size} entries"):
+        _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel="merge",
+                   workspace=cuda.device_array(size - 1, dtype=np.int64))
+
+
+def test_auto_kernel_picks_merge_for_long_rows_and_vector_for_pde(monkeypatch):
+    from sciml.sparse import _cuda
+
+    irregular = data.power_law_csr(200, mean_nnz_per_row=10, random_state=0)
+    assert np.diff(irregular.indptr).max() > _cuda.LONG_ROW
+    poisson = data.poisson_2d(8)
+    for A, expected in ((irregular, "merge"), (poisson, "vector")):
+        dA = DeviceCSR(A)
+        assert _cuda.max_row_length(dA.indptr, A.nnz) == np.diff(A.indptr).max()
+        assert _cuda.spmv_kernel(dA.indptr, A.nnz) == expected
+
+    # The public call takes the same choice (read back once, then cached) and
+    # allocates the merge kernel's workspace itself.
+    chosen = []
+    choose = _cuda.spmv_kernel
+    monkeypatch.setattr(_cuda, "spmv_kernel", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    dA = DeviceCSR(irregular)
+    x = np.random.default_rng(3).standard_normal(irregular.shape[1])
+    assert_close(spmv(dA, cuda.to_device(x)), irregular @ x, np.float64)
+    assert chosen == ["merge"]
+
+
+def test_longest_row_is_cached_per_matrix_in_a_bounded_cache(monkeypatch):
+    from sciml.sparse import _cuda
+
+    monkeypatch.setattr(_cuda, "_max_row_lengths", {})
+    monkeypatch.setattr(_cuda, "_ROW_LENGTH_CACHE_SIZE", 2)
+    matrices = [DeviceCSR(data.power_law_csr(60, mean_nnz_per_row=5, random_state=seed)) for seed in range(3)]
+    for dA in matrices:
+        n_rows = dA.shape[0]
+        nnz = dA.indices.shape[0]
+        expected = np.diff(dA.indptr.copy_to_host()).max()
+        assert _cuda.max_row_length(dA.indptr, nnz) == expected
+        assert (_cuda._device_address(dA.indptr), n_rows, nnz) in _cuda._max_row_lengths
+    assert len(_cuda._max_row_lengths) == 2  # the oldest entry went
+    # A second look-up is a dictionary hit: it launches nothing.
+    monkeypatch.setattr(_cuda, "_max_row_length", None)
+    assert _cuda.max_row_length(matrices[-1].indptr, matrices[-1].indices.shape[0]) == expected
 
 def test_public_api_dispatches_device_arrays_and_returns_device_arrays():
     A = data.random_csr(25, 18, nnz_per_row=4, random_state=4)
