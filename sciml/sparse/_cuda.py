@@ -321,9 +321,10 @@ def max_row_length(indptr, nnz, stream=0):
     if longest is None:
         out = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
         _max_row_length[min(_blocks(n_rows), 1024), BLOCK, stream](indptr, out)
-        longest = int(out.copy_to_host(stream=stream)[0])
-        if stream != 0:
+        host = out.copy_to_host(stream=stream)
+        if stream != 0:  # on a stream the copy is asynchronous: wait before reading
             stream.synchronize()
+        longest = int(host[0])
         if len(_max_row_lengths) >= _ROW_LENGTH_CACHE_SIZE:
             del _max_row_lengths[next(iter(_max_row_lengths))]  # the oldest
         _max_row_lengths[key] = longest
