@@ -213,3 +213,32 @@ def test_coarse_levels_cut_iterations_on_a_larger_grid(trained):
     assert multilevel.n_iter < 0.7 * single.n_iter
     ref = spla.spsolve(problem.A.tocsc(), b)
     np.testing.assert_allclose(x, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.gpu
+def test_training_and_solving_on_cuda(trained):
+    """The iteration runs on the GPU (float64 vectors, our CUDA SpMV), gives the
+    CPU's solution, and a GPU-trained solver loads and solves on the CPU."""
+    import io
+
+    problem, model = trained
+    on_gpu = copy.deepcopy(model)
+    on_gpu.network_.to("cuda")
+    b = rhs(problem, "randn", random_state=3)
+    x_cpu, res_cpu = model.solve(problem, b, rtol=1e-8, maxiter=200)
+    seen = []
+    x_gpu, res_gpu = on_gpu.solve(problem, b, rtol=1e-8, maxiter=200, callback=seen.append)
+    assert isinstance(x_gpu, np.ndarray) and isinstance(seen[-1], np.ndarray)
+    assert res_gpu.converged and abs(res_gpu.n_iter - res_cpu.n_iter) <= 2  # cuDNN may round differently
+    np.testing.assert_allclose(x_gpu, x_cpu, rtol=1e-6, atol=1e-6 * np.abs(x_cpu).max())
+    assert res_gpu.residual_norms[-1] == pytest.approx(np.linalg.norm(b - problem.A @ x_gpu), rel=1e-6)
+
+    fitted = DCDMSolver(channels=8, n_lanczos=40, n_rhs=50, max_iter=30, random_state=0, device="cuda").fit(problem)
+    assert fitted.device_.type == "cuda" and np.all(np.isfinite(fitted.loss_curve_))
+    buffer = io.BytesIO()
+    fitted.save(buffer)
+    buffer.seek(0)
+    loaded = DCDMSolver.load(buffer)
+    assert next(loaded.network_.parameters()).device.type == "cpu"
+    _, res = loaded.solve(problem, b, rtol=1e-6, maxiter=300)
+    assert res.converged

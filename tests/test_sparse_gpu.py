@@ -8,6 +8,7 @@ CUDA tensors, streams and the autograd op on the device.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from sciml import data
@@ -83,3 +84,41 @@ def test_cupy_inputs():
     y = spmv(cA, cupy.asarray(x))
     assert isinstance(y, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(y), A @ x, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("np_dtype", [np.float32, np.float64])
+def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
+    """Beyond the simulator's reach: thousands of concurrent merge tiles, rows
+    over many tiles (atomics racing), and the auto choice on real matrices.
+    Checked row by row against the rounding bound of a sum in any order,
+    ``|error| <= row length * eps * (|A| @ |x|)``."""
+    from numba import cuda
+
+    from sciml.sparse import _cuda
+
+    n = 300_000
+    A = data.power_law_csr(n, mean_nnz_per_row=10, random_state=0)
+    dense_row = sp.csr_array((np.ones(n), (np.zeros(n, dtype=np.int64), np.arange(n))), shape=A.shape)
+    A = sp.csr_array(A + dense_row).astype(np_dtype)  # row 0 spans hundreds of merge tiles
+    x = np.random.default_rng(0).standard_normal(n).astype(np_dtype)
+    A64 = A.astype(np.float64)
+    expected = A64 @ x.astype(np.float64)
+    bound = np.diff(A.indptr) * np.finfo(np_dtype).eps * (abs(A64) @ np.abs(x.astype(np.float64))) + 1e-300
+
+    def check(y):
+        error = np.abs(y.cpu().numpy().astype(np.float64) - expected)
+        assert np.all(error <= bound), f"worst error {np.max(error / bound):.3g} x the rounding bound"
+
+    tA = to_torch_csr(A, device="cuda")
+    views = [cuda.as_cuda_array(t, sync=False) for t in (tA.crow_indices(), tA.col_indices(), tA.values())]
+    xv = cuda.as_cuda_array(torch.from_numpy(x).cuda(), sync=False)
+    assert _cuda.spmv_kernel(views[0], A.nnz) == "merge"
+    for kernel in ("merge", "vector", "scalar", "auto"):
+        for _ in range(2):  # the atomically summed rows may round differently each run
+            y = torch.full((n,), float("nan"), dtype=tA.dtype, device="cuda")
+            _cuda.spmv(*views, xv, cuda.as_cuda_array(y, sync=False), kernel=kernel)
+            check(y)
+    check(spmv(tA, torch.from_numpy(x).cuda()))
+    P = data.poisson_2d(500)
+    assert _cuda.spmv_kernel(cuda.as_cuda_array(to_torch_csr(P, device="cuda").crow_indices(), sync=False),
+                             P.nnz) == "vector"

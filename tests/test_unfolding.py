@@ -498,3 +498,27 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 @parametrize_with_checks([_check_instance()], expected_failed_checks=lambda est: _EXPECTED_FAILURES)
 def test_sklearn_contract(estimator, check):
     check(estimator)
+
+
+@pytest.mark.gpu
+def test_sparse_network_runs_on_cuda_and_unpickles_on_the_cpu(problem, data):
+    """A sparse A is copied to the operands' GPU once (torch CSR through our
+    CUDA kernels); outputs and parameter gradients equal the CPU network's,
+    and the copy is not pickled."""
+    import copy
+
+    Y, X = data
+    net = UnfoldedNetwork(sp.csr_array(problem.A), 4)
+    results = []
+    for device in ("cpu", "cuda"):
+        moved = copy.deepcopy(net).to(device)
+        out = moved(torch.from_numpy(Y[:20]).to(device))
+        ((out - torch.from_numpy(X[:20]).to(device)).square().sum() + moved.measure(out).square().sum()).backward()
+        results.append([t.detach().cpu().numpy() for t in (out, moved.log_step.grad, moved.log_threshold.grad)])
+    for cpu, cuda in zip(*results):
+        np.testing.assert_allclose(cuda, cpu, rtol=1e-10, atol=1e-12)
+    assert "cuda" in moved.__dict__["_A_on_device"]
+    clone = pickle.loads(pickle.dumps(moved.cpu()))
+    assert "_A_on_device" not in clone.__dict__
+    with torch.no_grad():
+        np.testing.assert_allclose(clone(torch.from_numpy(Y[:20])).numpy(), results[0][0], rtol=1e-10, atol=1e-12)

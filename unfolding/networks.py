@@ -50,7 +50,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from sciml.prox import hard_threshold, hard_threshold_topk, soft_threshold
-from sciml.sparse import spmm
+from sciml.sparse import spmm, to_torch_csr
 
 from .classical import _check_linear_operator, _is_linear_operator, lipschitz_constant
 
@@ -298,19 +298,37 @@ class UnfoldedNetwork(nn.Module):
         """Whether signals are columns in the internal layout (sparse or LinearOperator A)."""
         return self.sparse or self.operator
 
+    def _sparse_A(self, like):
+        """The sparse A for a product with `like`: the scipy matrix for CPU
+        operands, a torch CSR copy on `like`'s device otherwise (made once per
+        device; a cache, left out of pickles so a GPU-trained network loads
+        on the CPU)."""
+        if like.device.type == "cpu":
+            return self._A_csr
+        copies = self.__dict__.setdefault("_A_on_device", {})
+        key = str(like.device)
+        if key not in copies:
+            copies[key] = to_torch_csr(self._A_csr, device=like.device)
+        return copies[key]
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        state.pop("_A_on_device", None)
+        return state
+
     # -- one layer, in the internal layout ---------------------------------------
     # Dense A: X is (batch, n), signals along axis 1.  Sparse or LinearOperator A:
     # X is (n, batch), signals along axis 0.
     def _residual(self, X, Y):
         if self.sparse:
-            return spmm(self._A_csr, X) - Y
+            return spmm(self._sparse_A(X), X) - Y
         if self.operator:
             return operator_matmul(self._A_op, X) - Y
         return X @ self.A.T - Y
 
     def _gradient(self, R, layer):
         if self.sparse:
-            return spmm(self._A_csr, R, transpose=True)
+            return spmm(self._sparse_A(R), R, transpose=True)
         if self.operator:
             return operator_matmul(self._A_op, R, transpose=True)
         W = self.A if self.weights == "tied" else (self.W if self.weights == "analytic" else self.Ws[layer])
@@ -356,7 +374,7 @@ class UnfoldedNetwork(nn.Module):
     def measure(self, X):
         """``A x`` for codes stacked as rows, shape (batch, n) -> (batch, m)."""
         if self.sparse:
-            return spmm(self._A_csr, X.T.contiguous()).T
+            return spmm(self._sparse_A(X), X.T.contiguous()).T
         if self.operator:
             return operator_matmul(self._A_op, X.T).T
         return X @ self.A.T
