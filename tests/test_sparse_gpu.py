@@ -122,3 +122,16 @@ def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
     P = data.poisson_2d(500)
     assert _cuda.spmv_kernel(cuda.as_cuda_array(to_torch_csr(P, device="cuda").crow_indices(), sync=False),
                              P.nnz) == "vector"
+
+
+def test_small_products_do_not_warn_about_occupancy():
+    """numba-cuda warns on grids under 128 blocks; a library call on a small
+    matrix is the user's choice, not a mistake to warn about."""
+    import warnings
+
+    A = to_torch_csr(data.poisson_2d(8), device="cuda")
+    x = torch.ones(64, dtype=torch.float64, device="cuda")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spmv(A, x), rspmv(A, x), spmm(A, x[:, None].contiguous())
+    assert not [w for w in caught if "under-utilization" in str(w.message)]

@@ -49,6 +49,7 @@ Kernels
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 from numba import cuda
@@ -81,6 +82,22 @@ _NUMBA_TYPES = {
 
 def _blocks(n_threads):
     return max(1, (n_threads + BLOCK - 1) // BLOCK)
+
+
+#: numba-cuda warns (NumbaPerformanceWarning) when a grid has fewer blocks.
+_FEW_BLOCKS = 128
+
+
+def _launch(kernel, n_blocks, n_threads, stream, *args):
+    """``kernel[n_blocks, n_threads, stream](*args)``, without numba-cuda's
+    low-occupancy warning for small grids: small inputs are the caller's
+    choice, and a library call should not warn about them."""
+    if n_blocks >= _FEW_BLOCKS:
+        kernel[n_blocks, n_threads, stream](*args)
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
+        kernel[n_blocks, n_threads, stream](*args)
 
 
 @cuda.jit
@@ -273,9 +290,9 @@ def _spmv_merge(indptr, indices, data, x, y, workspace, stream):
         raise ValueError(f"workspace must be an int64 array of at least {n_boundaries} entries")
     boundary_rows = workspace[:n_boundaries]
     zero = data.dtype.type(0)
-    _merge_partition[_blocks(n_boundaries), BLOCK, stream](indptr, block * items, boundary_rows, y, zero)
-    launch = _spmv_merge_kernel(data.dtype, indptr.dtype, block, items)
-    launch[n_boundaries - 1, block, stream](indptr, indices, data, x, y, boundary_rows, zero)
+    _launch(_merge_partition, _blocks(n_boundaries), BLOCK, stream, indptr, block * items, boundary_rows, y, zero)
+    tile_kernel = _spmv_merge_kernel(data.dtype, indptr.dtype, block, items)
+    _launch(tile_kernel, n_boundaries - 1, block, stream, indptr, indices, data, x, y, boundary_rows, zero)
 
 
 @cuda.jit
@@ -320,7 +337,7 @@ def max_row_length(indptr, nnz, stream=0):
     longest = _max_row_lengths.get(key)
     if longest is None:
         out = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
-        _max_row_length[min(_blocks(n_rows), 1024), BLOCK, stream](indptr, out)
+        _launch(_max_row_length, min(_blocks(n_rows), 1024), BLOCK, stream, indptr, out)
         host = out.copy_to_host(stream=stream)
         if stream != 0:  # on a stream the copy is asynchronous: wait before reading
             stream.synchronize()
@@ -425,13 +442,13 @@ def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspa
     if kernel == "auto" and not transpose:
         kernel = spmv_kernel(indptr, indices.shape[0], stream)
     if transpose:
-        _zero_1d[_blocks(y.shape[0]), BLOCK, stream](y, zero)
-        _rspmv[_blocks(x.shape[0]), BLOCK, stream](indptr, indices, data, x, y)
+        _launch(_zero_1d, _blocks(y.shape[0]), BLOCK, stream, y, zero)
+        _launch(_rspmv, _blocks(x.shape[0]), BLOCK, stream, indptr, indices, data, x, y)
     elif kernel == "scalar":
-        _spmv_scalar[_blocks(y.shape[0]), BLOCK, stream](indptr, indices, data, x, y, zero)
+        _launch(_spmv_scalar, _blocks(y.shape[0]), BLOCK, stream, indptr, indices, data, x, y, zero)
     elif kernel == "vector":
-        launch = _spmv_vector_kernel(data.dtype, LANES)
-        launch[_blocks(y.shape[0] * LANES), BLOCK, stream](indptr, indices, data, x, y, zero)
+        vector_kernel = _spmv_vector_kernel(data.dtype, LANES)
+        _launch(vector_kernel, _blocks(y.shape[0] * LANES), BLOCK, stream, indptr, indices, data, x, y, zero)
     elif kernel == "merge":
         _spmv_merge(indptr, indices, data, x, y, workspace, stream)
     else:
@@ -445,10 +462,10 @@ def spmm(indptr, indices, data, X, Y, *, transpose=False, stream=0):
     if Y.shape[0] == 0 or Y.shape[1] == 0:
         return Y
     if transpose:
-        _zero_2d[_blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream](Y, zero)
-        _rspmm[_blocks(X.shape[0] * X.shape[1]), BLOCK, stream](indptr, indices, data, X, Y)
+        _launch(_zero_2d, _blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream, Y, zero)
+        _launch(_rspmm, _blocks(X.shape[0] * X.shape[1]), BLOCK, stream, indptr, indices, data, X, Y)
     else:
-        _spmm[_blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream](indptr, indices, data, X, Y, zero)
+        _launch(_spmm, _blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream, indptr, indices, data, X, Y, zero)
     return Y
 
 
@@ -457,5 +474,5 @@ def sddmm(indptr, indices, left, right, out, *, stream=0):
     zero = out.dtype.type(0)
     if out.shape[0] == 0:
         return out
-    _sddmm[_blocks(left.shape[0]), BLOCK, stream](indptr, indices, left, right, out, zero)
+    _launch(_sddmm, _blocks(left.shape[0]), BLOCK, stream, indptr, indices, left, right, out, zero)
     return out
