@@ -112,7 +112,9 @@ def run_cuda(quick=False, scale=1.0):
         reference = None
         for method, fn in methods.items():
             fn()
-            result = (out if method.startswith("sciml") else fn()).double().cpu().numpy()
+            result = out if method.startswith("sciml") else fn()
+            # torch tensors and CuPy arrays (the cupy anchor) alike, as float64 numpy
+            result = np.asarray(result.get() if hasattr(result, "get") else result.double().cpu(), dtype=np.float64)
             reference = result if reference is None else reference
             err = np.abs(result - reference).max() / (np.abs(reference).max() + 1e-30)
             if not err <= 1e-10:

@@ -236,11 +236,17 @@ def _as_csr(A) -> _CSR:
     if ops["indptr"].shape[0] != shape[0] + 1:
         raise ValueError(f"A.indptr has length {ops['indptr'].shape[0]}, expected n_rows + 1 = {shape[0] + 1}")
     indptr_v = _view(indptr, ops["indptr"])
-    # Two scalar reads; on a GPU these are small device-to-host copies.
-    first, nnz = int(indptr_v[0]), int(indptr_v[shape[0]])
-    if first != 0:
-        raise ValueError(f"A.indptr[0] must be 0, got {first}")
     n_indices, n_data = ops["indices"].shape[0], ops["data"].shape[0]
+    if backend == "cuda" and n_indices == n_data:
+        # Reading indptr on a GPU is a device-to-host copy that waits for the
+        # stream, on every call; GPU CSR formats (torch, CuPy) keep exactly
+        # indptr[-1] entries, so the length is the nonzero count.
+        # check_csr(A) reads and validates indptr itself.
+        nnz = n_data
+    else:
+        first, nnz = int(indptr_v[0]), int(indptr_v[shape[0]])
+        if first != 0:
+            raise ValueError(f"A.indptr[0] must be 0, got {first}")
     if nnz < 0 or n_indices < nnz or n_data < nnz:
         raise ValueError(
             f"A.indptr[-1] = {nnz} does not match len(indices) = {n_indices} and len(data) = {n_data}"
@@ -266,11 +272,13 @@ def check_csr(A):
     """Fully validate the structure of a CSR matrix, in O(nnz).
 
     The products check only what is O(1) (shapes, dtypes, ``indptr[0]`` and
-    ``indptr[-1]``) and otherwise trust the structure, as scipy's own
-    products do.  Call this once on matrices from untrusted sources:
-    out-of-range column indices or decreasing row pointers make the kernels
-    read (and, for transposed products, write) out of bounds, which gives
-    garbage or crashes the process.
+    ``indptr[-1]``; on a GPU, where reading ``indptr`` would wait for the
+    device on every call, only that ``indices`` and ``data`` have one
+    length, taken as the nonzero count) and otherwise trust the structure,
+    as scipy's own products do.  Call this once on matrices from untrusted
+    sources: out-of-range column indices or decreasing row pointers make
+    the kernels read (and, for transposed products, write) out of bounds,
+    which gives garbage or crashes the process.
     Matrices on a GPU are copied to the host for the check.
 
     Unsorted and duplicate column indices are valid: the products sum
@@ -287,6 +295,10 @@ def check_csr(A):
     """
     csr = _as_csr(A)
     indptr, indices = _to_host(csr.indptr), _to_host(csr.indices)
+    if indptr[0] != 0:
+        raise ValueError(f"A.indptr[0] must be 0, got {indptr[0]}")
+    if indptr[-1] != csr.nnz:
+        raise ValueError(f"A.indptr[-1] = {indptr[-1]} does not match the {csr.nnz} stored entries")
     if csr.shape[0] and np.any(np.diff(indptr) < 0):
         raise ValueError("A.indptr must be non-decreasing")
     if csr.nnz:

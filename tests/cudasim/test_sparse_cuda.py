@@ -255,3 +255,10 @@ def test_check_csr_on_device_matrix():
     bad.indices[0] = 10
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\)"):
         check_csr(DeviceCSR(bad))
+    # Per call, a device matrix's nonzero count is its arrays' length (reading
+    # indptr would wait for the device); check_csr reads indptr and checks it.
+    for position, value, message in ((0, 1, r"indptr\[0\] must be 0"), (-1, A.nnz - 1, "does not match the")):
+        wrong = A.copy()
+        wrong.indptr[position] = value
+        with pytest.raises(ValueError, match=message):
+            check_csr(DeviceCSR(wrong))
