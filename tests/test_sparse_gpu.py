@@ -101,12 +101,12 @@ def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
     dense_row = sp.csr_array((np.ones(n), (np.zeros(n, dtype=np.int64), np.arange(n))), shape=A.shape)
     A = sp.csr_array(A + dense_row).astype(np_dtype)  # row 0 spans hundreds of merge tiles
     x = np.random.default_rng(0).standard_normal(n).astype(np_dtype)
-    A64 = A.astype(np.float64)
-    expected = A64 @ x.astype(np.float64)
-    bound = np.diff(A.indptr) * np.finfo(np_dtype).eps * (abs(A64) @ np.abs(x.astype(np.float64))) + 1e-300
+    A64, x64 = A.astype(np.float64), x.astype(np.float64)
 
-    def check(y):
-        error = np.abs(y.cpu().numpy().astype(np.float64) - expected)
+    def check(y, transpose=False):
+        B = A64.T.tocsr() if transpose else A64
+        bound = np.diff(B.indptr) * np.finfo(np_dtype).eps * (abs(B) @ np.abs(x64)) + 1e-300
+        error = np.abs(y.cpu().numpy().astype(np.float64) - B @ x64)
         assert np.all(error <= bound), f"worst error {np.max(error / bound):.3g} x the rounding bound"
 
     tA = to_torch_csr(A, device="cuda")
@@ -119,6 +119,11 @@ def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
             _cuda.spmv(*views, xv, cuda.as_cuda_array(y, sync=False), kernel=kernel)
             check(y)
     check(spmv(tA, torch.from_numpy(x).cuda()))
+    # The transposed product: row 0 is one thread's serial walk for the row-per-thread scatter.
+    for kernel in ("merge", "scalar", "auto"):
+        y = torch.full((n,), float("nan"), dtype=tA.dtype, device="cuda")
+        _cuda.spmv(*views, xv, cuda.as_cuda_array(y, sync=False), transpose=True, kernel=kernel)
+        check(y, transpose=True)
     P = data.poisson_2d(500)
     assert _cuda.spmv_kernel(cuda.as_cuda_array(to_torch_csr(P, device="cuda").crow_indices(), sync=False),
                              P.nnz) == "vector"

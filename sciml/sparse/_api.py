@@ -464,10 +464,10 @@ def _product(csr, dense, out, transpose, op):
     if dense.ndim == 2:
         kernels.spmm(csr.indptr, csr.indices, csr.data, dense, out, transpose=transpose, stream=stream)
         return
-    kernel, workspace = "vector", None  # the transposed product has one kernel
-    if not transpose and csr.shape[0]:
+    kernel, workspace = "vector", None
+    if csr.shape[0]:
         kernel = kernels.spmv_kernel(csr.indptr, csr.nnz, stream)
-    if kernel == "merge":
+    if kernel == "merge" and not transpose:
         # In the operand's library: torch's caching allocator costs far less than a cudaMalloc.
         size = kernels.merge_workspace_size(csr.shape[0], csr.nnz)
         workspace = _view(_empty(op, (size,), np.dtype(np.int64)), op)

@@ -41,8 +41,11 @@ Kernels
   never a wrong result, since both kernels are correct for any matrix.
 * ``spmm``: one thread per (row, column); consecutive threads read
   consecutive columns of a row of the (row-major) dense operand.
-* transposed products: one thread per stored entry of a row-thread,
-  scattering with atomic adds into a zeroed output.
+* transposed products: scatter with atomic adds into a zeroed output,
+  each thread taking one row ("vector"/"scalar") or, for matrices with long
+  rows ("merge", which "auto" picks by the same rule as for ``spmv``),
+  ``SCATTER_ITEMS`` consecutive nonzeros, its first row found by binary
+  search, so no thread walks a long row alone.
 * ``sddmm``: the gradient with respect to the stored values.
 """
 
@@ -386,6 +389,36 @@ def _rspmv(indptr, indices, data, x, y):
             cuda.atomic.add(y, indices[j], data[j] * xi)
 
 
+#: Nonzeros per thread of the balanced transposed SpMV.
+SCATTER_ITEMS = 8
+
+
+@cuda.jit
+def _rspmv_balanced(indptr, indices, data, x, y, items):
+    """y += A.T @ x with each thread scattering `items` consecutive nonzeros."""
+    first = np.int64(cuda.grid(1)) * items
+    n_rows = x.shape[0]
+    nnz = np.int64(indptr[n_rows])
+    if first < nnz:
+        last = first + items if first + items < nnz else nnz
+        # The row holding nonzero `first`: the last row starting at or before it.
+        lo = np.int64(0)
+        hi = np.int64(n_rows - 1)
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            if indptr[mid] <= first:
+                lo = mid
+            else:
+                hi = mid - 1
+        row = lo
+        xi = x[row]
+        for j in range(first, last):
+            while indptr[row + 1] <= j:  # skips empty rows too
+                row += 1
+                xi = x[row]
+            cuda.atomic.add(y, indices[j], data[j] * xi)
+
+
 @cuda.jit
 def _rspmm(indptr, indices, data, X, Y):
     idx = cuda.grid(1)
@@ -427,9 +460,10 @@ def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspa
     indptr, indices, data, x, y : numba device arrays
         A in CSR form, with ``len(indices) == len(data) == nnz``.
     transpose : bool
-        Compute ``A.T @ x`` (the kernel choice then does not apply).
+        Compute ``A.T @ x``.
     kernel : {"auto", "vector", "merge", "scalar"}
-        See the module docstring.
+        See the module docstring; with `transpose`, "merge" is the balanced
+        scatter and "vector"/"scalar" the row-per-thread one.
     workspace : int64 device array, optional
         At least ``merge_workspace_size(n_rows, nnz)`` entries for the merge
         kernel (allocated here when None; a caching allocator, such as
@@ -439,20 +473,26 @@ def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspa
     zero = data.dtype.type(0)
     if y.shape[0] == 0:
         return y
-    if kernel == "auto" and not transpose:
-        kernel = spmv_kernel(indptr, indices.shape[0], stream)
+    if kernel not in ("auto", "vector", "merge", "scalar"):
+        raise ValueError(f"kernel must be 'auto', 'vector', 'merge' or 'scalar', got {kernel!r}")
+    if kernel == "auto":
+        kernel = spmv_kernel(indptr, indices.shape[0], stream) if indptr.shape[0] > 1 else "vector"
     if transpose:
         _launch(_zero_1d, _blocks(y.shape[0]), BLOCK, stream, y, zero)
-        _launch(_rspmv, _blocks(x.shape[0]), BLOCK, stream, indptr, indices, data, x, y)
+        if x.shape[0] == 0:
+            return y
+        if kernel == "merge":
+            n_threads = (indices.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS
+            _launch(_rspmv_balanced, _blocks(n_threads), BLOCK, stream, indptr, indices, data, x, y, SCATTER_ITEMS)
+        else:
+            _launch(_rspmv, _blocks(x.shape[0]), BLOCK, stream, indptr, indices, data, x, y)
     elif kernel == "scalar":
         _launch(_spmv_scalar, _blocks(y.shape[0]), BLOCK, stream, indptr, indices, data, x, y, zero)
     elif kernel == "vector":
         vector_kernel = _spmv_vector_kernel(data.dtype, LANES)
         _launch(vector_kernel, _blocks(y.shape[0] * LANES), BLOCK, stream, indptr, indices, data, x, y, zero)
-    elif kernel == "merge":
-        _spmv_merge(indptr, indices, data, x, y, workspace, stream)
     else:
-        raise ValueError(f"kernel must be 'auto', 'vector', 'merge' or 'scalar', got {kernel!r}")
+        _spmv_merge(indptr, indices, data, x, y, workspace, stream)
     return y
 
 

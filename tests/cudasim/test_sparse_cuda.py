@@ -85,9 +85,10 @@ def test_kernels_match_scipy(A, value_dtype, index_dtype):
         y = cuda.device_array(m, dtype=value_dtype)
         _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel=kernel)
         assert_close(y, B @ x, value_dtype)
-    y = cuda.device_array(n, dtype=value_dtype)
-    _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(z), y, transpose=True)
-    assert_close(y, B.T @ z, value_dtype)
+    for kernel in ("scalar", "merge", "auto"):  # row-per-thread and balanced scatter
+        y = cuda.to_device(np.full(n, np.nan, dtype=value_dtype))
+        _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(z), y, transpose=True, kernel=kernel)
+        assert_close(y, B.T @ z, value_dtype)
     Y = cuda.device_array((m, 3), dtype=value_dtype)
     _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(X), Y)
     assert_close(Y, B @ X, value_dtype)
@@ -150,6 +151,22 @@ def test_merge_kernel_tile_edge_cases(lengths, value_dtype, index_dtype, monkeyp
     y = cuda.to_device(np.full(A.shape[0], np.nan, dtype=value_dtype))  # every row must be written
     _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(x), y, kernel="merge")
     assert_close(y, A.astype(np.float64) @ x, value_dtype)
+
+
+@pytest.mark.parametrize("items", [1, 3, 8])
+@pytest.mark.parametrize("lengths", MERGE_EDGE_CASES.values(), ids=MERGE_EDGE_CASES.keys())
+def test_balanced_transposed_spmv_edge_cases(lengths, items, monkeypatch):
+    """Each thread scatters `items` nonzeros from the row its binary search
+    finds, stepping over empty rows."""
+    from sciml.sparse import _cuda
+
+    monkeypatch.setattr(_cuda, "SCATTER_ITEMS", items)
+    A = csr_with_row_lengths(lengths)
+    dA = DeviceCSR(A)
+    z = np.random.default_rng(3).standard_normal(A.shape[0])
+    y = cuda.to_device(np.full(A.shape[1], np.nan))
+    _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(z), y, transpose=True, kernel="merge")
+    assert_close(y, A.T @ z, np.float64)
 
 
 @pytest.mark.parametrize("block, items", [(8, 2), (16, 5), (32, 7)])
