@@ -103,7 +103,7 @@ def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
     x = np.random.default_rng(0).standard_normal(n).astype(np_dtype)
     A64, x64 = A.astype(np.float64), x.astype(np.float64)
 
-    def check(y, transpose=False):
+    def check(y, transpose=False, x64=x64):
         B = A64.T.tocsr() if transpose else A64
         bound = np.diff(B.indptr) * np.finfo(np_dtype).eps * (abs(B) @ np.abs(x64)) + 1e-300
         error = np.abs(y.cpu().numpy().astype(np.float64) - B @ x64)
@@ -124,6 +124,15 @@ def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
         y = torch.full((n,), float("nan"), dtype=tA.dtype, device="cuda")
         _cuda.spmv(*views, xv, cuda.as_cuda_array(y, sync=False), transpose=True, kernel=kernel)
         check(y, transpose=True)
+    # SpMM both ways, column by column (balanced: each row's pieces added atomically).
+    X = torch.from_numpy(np.random.default_rng(1).standard_normal((n, 4)).astype(np_dtype)).cuda()
+    Xv = cuda.as_cuda_array(X, sync=False)
+    for kernel in ("merge", "scalar", "auto"):
+        for transpose in (False, True):
+            Y = torch.full((n, 4), float("nan"), dtype=tA.dtype, device="cuda")
+            _cuda.spmm(*views, Xv, cuda.as_cuda_array(Y, sync=False), transpose=transpose, kernel=kernel)
+            for column in range(4):
+                check(Y[:, column], transpose, x64=X[:, column].cpu().numpy().astype(np.float64))
     P = data.poisson_2d(500)
     assert _cuda.spmv_kernel(cuda.as_cuda_array(to_torch_csr(P, device="cuda").crow_indices(), sync=False),
                              P.nnz) == "vector"

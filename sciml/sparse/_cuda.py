@@ -40,7 +40,10 @@ Kernels
   stale entry for freed and reused memory can only pick the slower kernel,
   never a wrong result, since both kernels are correct for any matrix.
 * ``spmm``: one thread per (row, column); consecutive threads read
-  consecutive columns of a row of the (row-major) dense operand.
+  consecutive columns of a row of the (row-major) dense operand.  For
+  matrices with long rows ("merge", which "auto" picks by the rule below),
+  one thread per (``SCATTER_ITEMS`` nonzeros, column), each row's piece
+  added atomically into the zeroed output; ``sddmm`` likewise.
 * transposed products: scatter with atomic adds into a zeroed output,
   each thread taking one row ("vector"/"scalar") or, for matrices with long
   rows ("merge", which "auto" picks by the same rule as for ``spmv``),
@@ -389,8 +392,23 @@ def _rspmv(indptr, indices, data, x, y):
             cuda.atomic.add(y, indices[j], data[j] * xi)
 
 
-#: Nonzeros per thread of the balanced transposed SpMV.
+#: Nonzeros per thread of the balanced ("merge") transposed SpMV, SpMM
+#: (per column) and SDDMM kernels.
 SCATTER_ITEMS = 8
+
+
+@cuda.jit(device=True)
+def _row_holding(indptr, j, n_rows):
+    """The row holding nonzero `j`: the last row that starts at or before it."""
+    lo = np.int64(0)
+    hi = np.int64(n_rows - 1)
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if indptr[mid] <= j:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 @cuda.jit
@@ -401,22 +419,79 @@ def _rspmv_balanced(indptr, indices, data, x, y, items):
     nnz = np.int64(indptr[n_rows])
     if first < nnz:
         last = first + items if first + items < nnz else nnz
-        # The row holding nonzero `first`: the last row starting at or before it.
-        lo = np.int64(0)
-        hi = np.int64(n_rows - 1)
-        while lo < hi:
-            mid = (lo + hi + 1) >> 1
-            if indptr[mid] <= first:
-                lo = mid
-            else:
-                hi = mid - 1
-        row = lo
+        row = _row_holding(indptr, first, n_rows)
         xi = x[row]
         for j in range(first, last):
             while indptr[row + 1] <= j:  # skips empty rows too
                 row += 1
                 xi = x[row]
             cuda.atomic.add(y, indices[j], data[j] * xi)
+
+
+@cuda.jit
+def _spmm_balanced(indptr, indices, data, X, Y, items, zero):
+    """Y += A @ X (Y zeroed before): thread (chunk, column) sums `items`
+    consecutive nonzeros of one column, adding each row's piece atomically."""
+    idx = cuda.grid(1)
+    k = X.shape[1]
+    chunk = idx // k
+    t = idx - chunk * k
+    first = np.int64(chunk) * items
+    n_rows = Y.shape[0]
+    nnz = np.int64(indptr[n_rows])
+    if first < nnz:
+        last = first + items if first + items < nnz else nnz
+        row = _row_holding(indptr, first, n_rows)
+        acc = zero
+        for j in range(first, last):
+            if indptr[row + 1] <= j:  # this row's piece is complete
+                cuda.atomic.add(Y, (row, t), acc)
+                acc = zero
+                while indptr[row + 1] <= j:  # skips empty rows too
+                    row += 1
+            acc += data[j] * X[indices[j], t]
+        cuda.atomic.add(Y, (row, t), acc)
+
+
+@cuda.jit
+def _rspmm_balanced(indptr, indices, data, X, Y, items):
+    """Y += A.T @ X (Y zeroed before), thread (chunk, column) scattering `items` nonzeros."""
+    idx = cuda.grid(1)
+    k = X.shape[1]
+    chunk = idx // k
+    t = idx - chunk * k
+    first = np.int64(chunk) * items
+    n_rows = X.shape[0]
+    nnz = np.int64(indptr[n_rows])
+    if first < nnz:
+        last = first + items if first + items < nnz else nnz
+        row = _row_holding(indptr, first, n_rows)
+        xi = X[row, t]
+        for j in range(first, last):
+            while indptr[row + 1] <= j:
+                row += 1
+                xi = X[row, t]
+            cuda.atomic.add(Y, (indices[j], t), data[j] * xi)
+
+
+@cuda.jit
+def _sddmm_balanced(indptr, indices, left, right, out, items, zero):
+    """out[j] = left[row(j)] . right[indices[j]], each thread `items` nonzeros."""
+    first = np.int64(cuda.grid(1)) * items
+    n_rows = left.shape[0]
+    nnz = np.int64(indptr[n_rows])
+    if first < nnz:
+        last = first + items if first + items < nnz else nnz
+        row = _row_holding(indptr, first, n_rows)
+        k = left.shape[1]
+        for j in range(first, last):
+            while indptr[row + 1] <= j:
+                row += 1
+            c = indices[j]
+            acc = zero
+            for t in range(k):
+                acc += left[row, t] * right[c, t]
+            out[j] = acc
 
 
 @cuda.jit
@@ -452,6 +527,15 @@ def spmv_kernel(indptr, nnz, stream=0):
     return "merge" if max_row_length(indptr, nnz, stream) > LONG_ROW else "vector"
 
 
+def _resolve_kernel(kernel, indptr, nnz, stream):
+    """`kernel` checked, and "auto" replaced by :func:`spmv_kernel`'s choice."""
+    if kernel not in ("auto", "vector", "merge", "scalar"):
+        raise ValueError(f"kernel must be 'auto', 'vector', 'merge' or 'scalar', got {kernel!r}")
+    if kernel == "auto":
+        return spmv_kernel(indptr, nnz, stream) if indptr.shape[0] > 1 else "vector"
+    return kernel
+
+
 def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspace=None, stream=0):
     """y = A @ x (or A.T @ x) on device arrays; y is overwritten.
 
@@ -473,10 +557,7 @@ def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspa
     zero = data.dtype.type(0)
     if y.shape[0] == 0:
         return y
-    if kernel not in ("auto", "vector", "merge", "scalar"):
-        raise ValueError(f"kernel must be 'auto', 'vector', 'merge' or 'scalar', got {kernel!r}")
-    if kernel == "auto":
-        kernel = spmv_kernel(indptr, indices.shape[0], stream) if indptr.shape[0] > 1 else "vector"
+    kernel = _resolve_kernel(kernel, indptr, indices.shape[0], stream)
     if transpose:
         _launch(_zero_1d, _blocks(y.shape[0]), BLOCK, stream, y, zero)
         if x.shape[0] == 0:
@@ -496,23 +577,45 @@ def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspa
     return y
 
 
-def spmm(indptr, indices, data, X, Y, *, transpose=False, stream=0):
-    """Y = A @ X (or A.T @ X) on device arrays; Y is overwritten."""
+def spmm(indptr, indices, data, X, Y, *, transpose=False, kernel="auto", stream=0):
+    """Y = A @ X (or A.T @ X) on device arrays; Y is overwritten.
+
+    `kernel` as for :func:`spmv`: "merge" (which "auto" picks for long rows)
+    gives each thread ``SCATTER_ITEMS`` nonzeros of one column and adds
+    each row's piece atomically; the others give each thread a (row, column).
+    """
     zero = data.dtype.type(0)
     if Y.shape[0] == 0 or Y.shape[1] == 0:
         return Y
-    if transpose:
+    balanced = _resolve_kernel(kernel, indptr, indices.shape[0], stream) == "merge"
+    k = X.shape[1]
+    n_threads = (indices.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS * k
+    if transpose or balanced:
         _launch(_zero_2d, _blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream, Y, zero)
-        _launch(_rspmm, _blocks(X.shape[0] * X.shape[1]), BLOCK, stream, indptr, indices, data, X, Y)
+    if transpose and balanced:
+        _launch(_rspmm_balanced, _blocks(n_threads), BLOCK, stream, indptr, indices, data, X, Y, SCATTER_ITEMS)
+    elif transpose:
+        _launch(_rspmm, _blocks(X.shape[0] * k), BLOCK, stream, indptr, indices, data, X, Y)
+    elif balanced:
+        _launch(_spmm_balanced, _blocks(n_threads), BLOCK, stream, indptr, indices, data, X, Y, SCATTER_ITEMS, zero)
     else:
-        _launch(_spmm, _blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream, indptr, indices, data, X, Y, zero)
+        _launch(_spmm, _blocks(Y.shape[0] * k), BLOCK, stream, indptr, indices, data, X, Y, zero)
     return Y
 
 
-def sddmm(indptr, indices, left, right, out, *, stream=0):
-    """out[j] = left[i] . right[indices[j]] for each stored entry j of row i."""
+def sddmm(indptr, indices, left, right, out, *, kernel="auto", stream=0):
+    """out[j] = left[i] . right[indices[j]] for each stored entry j of row i.
+
+    `kernel` as for :func:`spmv`: "merge" (which "auto" picks for long rows)
+    gives each thread ``SCATTER_ITEMS`` nonzeros, the others a row.
+    """
     zero = out.dtype.type(0)
     if out.shape[0] == 0:
         return out
-    _launch(_sddmm, _blocks(left.shape[0]), BLOCK, stream, indptr, indices, left, right, out, zero)
+    if _resolve_kernel(kernel, indptr, out.shape[0], stream) == "merge":
+        n_threads = (out.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS
+        _launch(_sddmm_balanced, _blocks(n_threads), BLOCK, stream, indptr, indices, left, right, out,
+                SCATTER_ITEMS, zero)
+    else:
+        _launch(_sddmm, _blocks(left.shape[0]), BLOCK, stream, indptr, indices, left, right, out, zero)
     return out

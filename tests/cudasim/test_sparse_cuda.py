@@ -89,16 +89,17 @@ def test_kernels_match_scipy(A, value_dtype, index_dtype):
         y = cuda.to_device(np.full(n, np.nan, dtype=value_dtype))
         _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(z), y, transpose=True, kernel=kernel)
         assert_close(y, B.T @ z, value_dtype)
-    Y = cuda.device_array((m, 3), dtype=value_dtype)
-    _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(X), Y)
-    assert_close(Y, B @ X, value_dtype)
-    Y = cuda.device_array((n, 3), dtype=value_dtype)
-    _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(Z), Y, transpose=True)
-    assert_close(Y, B.T @ Z, value_dtype)
-    grad = cuda.device_array(A.nnz, dtype=value_dtype)
-    _cuda.sddmm(dA.indptr, dA.indices, cuda.to_device(Z), cuda.to_device(X), grad)
     rows = np.repeat(np.arange(m), np.diff(A.indptr))
-    assert_close(grad, (Z[rows].astype(np.float64) * X[A.indices]).sum(axis=1), value_dtype)
+    for kernel in ("scalar", "merge", "auto"):  # (row, column) per thread and balanced
+        Y = cuda.to_device(np.full((m, 3), np.nan, dtype=value_dtype))
+        _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(X), Y, kernel=kernel)
+        assert_close(Y, B @ X, value_dtype)
+        Y = cuda.to_device(np.full((n, 3), np.nan, dtype=value_dtype))
+        _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(Z), Y, transpose=True, kernel=kernel)
+        assert_close(Y, B.T @ Z, value_dtype)
+        grad = cuda.to_device(np.full(A.nnz, np.nan, dtype=value_dtype))
+        _cuda.sddmm(dA.indptr, dA.indices, cuda.to_device(Z), cuda.to_device(X), grad, kernel=kernel)
+        assert_close(grad, (Z[rows].astype(np.float64) * X[A.indices]).sum(axis=1), value_dtype)
 
 
 @pytest.mark.parametrize("lanes", [1, 2, 8, 32])
@@ -155,18 +156,31 @@ def test_merge_kernel_tile_edge_cases(lengths, value_dtype, index_dtype, monkeyp
 
 @pytest.mark.parametrize("items", [1, 3, 8])
 @pytest.mark.parametrize("lengths", MERGE_EDGE_CASES.values(), ids=MERGE_EDGE_CASES.keys())
-def test_balanced_transposed_spmv_edge_cases(lengths, items, monkeypatch):
-    """Each thread scatters `items` nonzeros from the row its binary search
-    finds, stepping over empty rows."""
+def test_balanced_kernels_edge_cases(lengths, items, monkeypatch):
+    """Transposed SpMV, SpMM both ways and SDDMM with `items` nonzeros per
+    thread, each thread starting from the row its binary search finds and
+    stepping over empty rows."""
     from sciml.sparse import _cuda
 
     monkeypatch.setattr(_cuda, "SCATTER_ITEMS", items)
     A = csr_with_row_lengths(lengths)
     dA = DeviceCSR(A)
-    z = np.random.default_rng(3).standard_normal(A.shape[0])
-    y = cuda.to_device(np.full(A.shape[1], np.nan))
+    m, n = A.shape
+    rng = np.random.default_rng(3)
+    z, X, Z = rng.standard_normal(m), rng.standard_normal((n, 3)), rng.standard_normal((m, 3))
+    y = cuda.to_device(np.full(n, np.nan))
     _cuda.spmv(dA.indptr, dA.indices, dA.data, cuda.to_device(z), y, transpose=True, kernel="merge")
     assert_close(y, A.T @ z, np.float64)
+    Y = cuda.to_device(np.full((m, 3), np.nan))
+    _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(X), Y, kernel="merge")
+    assert_close(Y, A @ X, np.float64)
+    Y = cuda.to_device(np.full((n, 3), np.nan))
+    _cuda.spmm(dA.indptr, dA.indices, dA.data, cuda.to_device(Z), Y, transpose=True, kernel="merge")
+    assert_close(Y, A.T @ Z, np.float64)
+    grad = cuda.to_device(np.full(A.nnz, np.nan))
+    _cuda.sddmm(dA.indptr, dA.indices, cuda.to_device(Z), cuda.to_device(X), grad, kernel="merge")
+    rows = np.repeat(np.arange(m), np.diff(A.indptr))
+    assert_close(grad, (Z[rows] * X[A.indices]).sum(axis=1), np.float64)
 
 
 @pytest.mark.parametrize("block, items", [(8, 2), (16, 5), (32, 7)])
