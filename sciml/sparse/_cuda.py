@@ -411,15 +411,22 @@ def _row_holding(indptr, j, n_rows):
     return lo
 
 
+@cuda.jit(device=True)
+def _chunk(indptr, n_rows, chunk, items):
+    """``(first, last, row)``: nonzeros ``first .. last - 1`` of chunk `chunk`
+    of `items`, and the row holding the first (``first >= last`` past the end)."""
+    first = np.int64(chunk) * items
+    nnz = np.int64(indptr[n_rows])
+    last = first + items if first + items < nnz else nnz
+    row = _row_holding(indptr, first, n_rows) if first < nnz else np.int64(0)
+    return first, last, row
+
+
 @cuda.jit
 def _rspmv_balanced(indptr, indices, data, x, y, items):
     """y += A.T @ x with each thread scattering `items` consecutive nonzeros."""
-    first = np.int64(cuda.grid(1)) * items
-    n_rows = x.shape[0]
-    nnz = np.int64(indptr[n_rows])
-    if first < nnz:
-        last = first + items if first + items < nnz else nnz
-        row = _row_holding(indptr, first, n_rows)
+    first, last, row = _chunk(indptr, x.shape[0], cuda.grid(1), items)
+    if first < last:
         xi = x[row]
         for j in range(first, last):
             while indptr[row + 1] <= j:  # skips empty rows too
@@ -433,15 +440,9 @@ def _spmm_balanced(indptr, indices, data, X, Y, items, zero):
     """Y += A @ X (Y zeroed before): thread (chunk, column) sums `items`
     consecutive nonzeros of one column, adding each row's piece atomically."""
     idx = cuda.grid(1)
-    k = X.shape[1]
-    chunk = idx // k
-    t = idx - chunk * k
-    first = np.int64(chunk) * items
-    n_rows = Y.shape[0]
-    nnz = np.int64(indptr[n_rows])
-    if first < nnz:
-        last = first + items if first + items < nnz else nnz
-        row = _row_holding(indptr, first, n_rows)
+    t = idx % X.shape[1]
+    first, last, row = _chunk(indptr, Y.shape[0], idx // X.shape[1], items)
+    if first < last:
         acc = zero
         for j in range(first, last):
             if indptr[row + 1] <= j:  # this row's piece is complete
@@ -457,15 +458,9 @@ def _spmm_balanced(indptr, indices, data, X, Y, items, zero):
 def _rspmm_balanced(indptr, indices, data, X, Y, items):
     """Y += A.T @ X (Y zeroed before), thread (chunk, column) scattering `items` nonzeros."""
     idx = cuda.grid(1)
-    k = X.shape[1]
-    chunk = idx // k
-    t = idx - chunk * k
-    first = np.int64(chunk) * items
-    n_rows = X.shape[0]
-    nnz = np.int64(indptr[n_rows])
-    if first < nnz:
-        last = first + items if first + items < nnz else nnz
-        row = _row_holding(indptr, first, n_rows)
+    t = idx % X.shape[1]
+    first, last, row = _chunk(indptr, X.shape[0], idx // X.shape[1], items)
+    if first < last:
         xi = X[row, t]
         for j in range(first, last):
             while indptr[row + 1] <= j:
@@ -477,12 +472,8 @@ def _rspmm_balanced(indptr, indices, data, X, Y, items):
 @cuda.jit
 def _sddmm_balanced(indptr, indices, left, right, out, items, zero):
     """out[j] = left[row(j)] . right[indices[j]], each thread `items` nonzeros."""
-    first = np.int64(cuda.grid(1)) * items
-    n_rows = left.shape[0]
-    nnz = np.int64(indptr[n_rows])
-    if first < nnz:
-        last = first + items if first + items < nnz else nnz
-        row = _row_holding(indptr, first, n_rows)
+    first, last, row = _chunk(indptr, left.shape[0], cuda.grid(1), items)
+    if first < last:
         k = left.shape[1]
         for j in range(first, last):
             while indptr[row + 1] <= j:
