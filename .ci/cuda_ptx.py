@@ -50,7 +50,7 @@ def main():
                                 (vec(i), vec(i), vec(v), vec(v), vec(v), v)),
                 "merge_partition": (_cuda._merge_partition, (vec(i), i64, vec(i64), vec(v), v)),
                 "spmv_merge": (merge, (vec(i), vec(i), vec(v), vec(v), vec(v), vec(i64), v)),
-                "max_row_length": (_cuda._max_row_length, (vec(i), vec(i64))),
+                "csr_summary": (_cuda._csr_summary_kernel, (vec(i), vec(i64))),
                 "rspmv": (_cuda._rspmv, (vec(i), vec(i), vec(v), vec(v), vec(v))),
                 "rspmv_balanced": (_cuda._rspmv_balanced, (vec(i), vec(i), vec(v), vec(v), vec(v), i64)),
                 "spmm": (_cuda._spmm, (vec(i), vec(i), vec(v), mat(v), mat(v), v)),

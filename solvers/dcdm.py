@@ -385,7 +385,7 @@ class DCDMSolver(BaseTorchEstimator):
         # GPU no vector crosses to the host until the solution is returned.
         device = parameter.device
         A = problem._matrix_for(device)
-        b = torch.as_tensor(b, device=device)
+        b = torch.tensor(b, dtype=torch.float64, device=device)  # a copy: the caller's b may be read-only
         x = torch.zeros(n, dtype=torch.float64, device=device) if x0 is None else torch.as_tensor(x0, device=device)
         r = b - spmv(A, x)
         history = [float(torch.linalg.vector_norm(r))]

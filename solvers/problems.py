@@ -202,6 +202,10 @@ class PoissonProblem:
             raise ValueError(f"PoissonProblem: mask has {cells.size} fluid cells but A has {self.A.shape[0]} rows")
         object.__setattr__(self, "_cells", _readonly(cells))
 
+    def __getstate__(self):
+        # The device copies are a cache: a problem used on a GPU unpickles on a CPU-only machine.
+        return {**self.__dict__, "_device_cache": {}}
+
     def __repr__(self):
         solid = int(self.mask.size - self._cells.size)
         coefficient = "None" if self.coefficient is None else "array"

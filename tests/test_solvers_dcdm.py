@@ -243,3 +243,19 @@ def test_training_and_solving_on_cuda(trained):
     assert next(loaded.network_.parameters()).device.type == "cpu"
     _, res = loaded.solve(problem, b, rtol=1e-6, maxiter=300)
     assert res.converged
+
+
+def test_solve_leaves_a_read_only_b_alone_and_the_problem_pickles_without_device_copies(trained):
+    import warnings
+
+    problem, model = trained
+    b = rhs(problem, "randn", random_state=10)
+    b.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a read-only array
+        x, res = model.solve(problem, b, rtol=1e-8, maxiter=200)
+    assert res.converged and np.linalg.norm(b - problem.A @ x) <= 1e-8 * np.linalg.norm(b)
+    assert problem._device_cache  # the matrix (and grid map) copies used by the solve
+    clone = pickle.loads(pickle.dumps(problem))
+    assert clone._device_cache == {} and (clone.A != problem.A).nnz == 0
+    np.testing.assert_allclose(model.solve(clone, b, rtol=1e-8, maxiter=200)[0], x)

@@ -112,7 +112,7 @@ def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
     tA = to_torch_csr(A, device="cuda")
     views = [cuda.as_cuda_array(t, sync=False) for t in (tA.crow_indices(), tA.col_indices(), tA.values())]
     xv = cuda.as_cuda_array(torch.from_numpy(x).cuda(), sync=False)
-    assert _cuda.spmv_kernel(views[0], A.nnz) == "merge"
+    assert _cuda._resolve_kernel("auto", views[0], A.nnz, 0) == "merge"
     for kernel in ("merge", "vector", "scalar", "auto"):
         for _ in range(2):  # the atomically summed rows may round differently each run
             y = torch.full((n,), float("nan"), dtype=tA.dtype, device="cuda")
@@ -134,8 +134,8 @@ def test_every_spmv_kernel_on_a_large_irregular_matrix(np_dtype):
             for column in range(4):
                 check(Y[:, column], transpose, x64=X[:, column].cpu().numpy().astype(np.float64))
     P = data.poisson_2d(500)
-    assert _cuda.spmv_kernel(cuda.as_cuda_array(to_torch_csr(P, device="cuda").crow_indices(), sync=False),
-                             P.nnz) == "vector"
+    P_indptr = cuda.as_cuda_array(to_torch_csr(P, device="cuda").crow_indices(), sync=False)
+    assert _cuda._resolve_kernel("auto", P_indptr, P.nnz, 0) == "vector"
 
 
 def test_small_products_do_not_warn_about_occupancy():

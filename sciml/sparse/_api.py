@@ -165,6 +165,7 @@ class _CSR:
     backend: str
     device: torch.device | None  # torch CSR tensors only
     data_source: object  # A's values in A's own library (for autograd)
+    longest_row: int | None = None  # GPU matrices: for the kernel choice
 
 
 def _check_backend(backend):
@@ -208,8 +209,12 @@ def _csr_arrays(A):
     )
 
 
-def _as_csr(A) -> _CSR:
-    """Validate A (O(1) checks) and view its arrays for its backend."""
+def _as_csr(A, *, fresh=False) -> _CSR:
+    """Validate A (O(1) checks) and view its arrays for its backend.
+
+    On a GPU the checks use ``indptr``'s ends as cached per matrix;
+    ``fresh=True`` reads them again (for :func:`check_csr`).
+    """
     indptr, indices, data = _csr_arrays(A)
     ops = {name: _operand(arr, f"A.{name}") for name, arr in (("indptr", indptr), ("indices", indices), ("data", data))}
     backends = {op.backend for op in ops.values()}
@@ -237,16 +242,19 @@ def _as_csr(A) -> _CSR:
         raise ValueError(f"A.indptr has length {ops['indptr'].shape[0]}, expected n_rows + 1 = {shape[0] + 1}")
     indptr_v = _view(indptr, ops["indptr"])
     n_indices, n_data = ops["indices"].shape[0], ops["data"].shape[0]
-    if backend == "cuda" and n_indices == n_data:
-        # Reading indptr on a GPU is a device-to-host copy that waits for the
-        # stream, on every call; GPU CSR formats (torch, CuPy) keep exactly
-        # indptr[-1] entries, so the length is the nonzero count.
-        # check_csr(A) reads and validates indptr itself.
-        nnz = n_data
+    longest_row = None
+    if backend == "cuda":
+        # Reading indptr on a GPU waits for the device: read its ends (with
+        # the longest row, for the kernel choice) once per matrix, cached.
+        from . import _cuda as kernels
+
+        with _device_context(ops["indptr"]):
+            first, nnz, longest_row = kernels.csr_summary(indptr_v, n_indices, _stream(ops["indptr"]),
+                                                          refresh=fresh)
     else:
         first, nnz = int(indptr_v[0]), int(indptr_v[shape[0]])
-        if first != 0:
-            raise ValueError(f"A.indptr[0] must be 0, got {first}")
+    if first != 0:
+        raise ValueError(f"A.indptr[0] must be 0, got {first}")
     if nnz < 0 or n_indices < nnz or n_data < nnz:
         raise ValueError(
             f"A.indptr[-1] = {nnz} does not match len(indices) = {n_indices} and len(data) = {n_data}"
@@ -261,6 +269,7 @@ def _as_csr(A) -> _CSR:
         backend,
         ops["data"].device,
         data,
+        longest_row,
     )
 
 
@@ -272,10 +281,10 @@ def check_csr(A):
     """Fully validate the structure of a CSR matrix, in O(nnz).
 
     The products check only what is O(1) (shapes, dtypes, ``indptr[0]`` and
-    ``indptr[-1]``; on a GPU, where reading ``indptr`` would wait for the
-    device on every call, only that ``indices`` and ``data`` have one
-    length, taken as the nonzero count) and otherwise trust the structure,
-    as scipy's own products do.  Call this once on matrices from untrusted
+    ``indptr[-1]``; on a GPU these are read once per matrix and cached by
+    address, so a matrix whose memory another one used before may go
+    unchecked) and otherwise trust the structure, as scipy's own products
+    do.  Call this once on matrices from untrusted
     sources: out-of-range column indices or decreasing row pointers make
     the kernels read (and, for transposed products, write) out of bounds,
     which gives garbage or crashes the process.
@@ -293,12 +302,8 @@ def check_csr(A):
     TypeError, ValueError
         Naming the first problem found.
     """
-    csr = _as_csr(A)
+    csr = _as_csr(A, fresh=True)
     indptr, indices = _to_host(csr.indptr), _to_host(csr.indices)
-    if indptr[0] != 0:
-        raise ValueError(f"A.indptr[0] must be 0, got {indptr[0]}")
-    if indptr[-1] != csr.nnz:
-        raise ValueError(f"A.indptr[-1] = {indptr[-1]} does not match the {csr.nnz} stored entries")
     if csr.shape[0] and np.any(np.diff(indptr) < 0):
         raise ValueError("A.indptr must be non-decreasing")
     if csr.nnz:
@@ -461,12 +466,11 @@ def _product(csr, dense, out, transpose, op):
     from . import _cuda as kernels
 
     stream = _stream(op)
+    kernel, workspace = kernels.kernel_for(csr.longest_row), None
     if dense.ndim == 2:
-        kernels.spmm(csr.indptr, csr.indices, csr.data, dense, out, transpose=transpose, stream=stream)
+        kernels.spmm(csr.indptr, csr.indices, csr.data, dense, out, transpose=transpose, kernel=kernel,
+                     stream=stream)
         return
-    kernel, workspace = "vector", None
-    if csr.shape[0]:
-        kernel = kernels.spmv_kernel(csr.indptr, csr.nnz, stream)
     if kernel == "merge" and not transpose:
         # In the operand's library: torch's caching allocator costs far less than a cudaMalloc.
         size = kernels.merge_workspace_size(csr.shape[0], csr.nnz)
@@ -482,7 +486,8 @@ def _values_grad(csr, left, right, out, stream):
     if csr.backend == "cuda":
         from . import _cuda as kernels
 
-        kernels.sddmm(csr.indptr, csr.indices, left, right, out, stream=stream)
+        kernels.sddmm(csr.indptr, csr.indices, left, right, out, kernel=kernels.kernel_for(csr.longest_row),
+                      stream=stream)
         return
     if csr.nnz:
         indptr, indices = _unsigned_structure(csr)

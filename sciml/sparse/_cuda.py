@@ -34,14 +34,13 @@ Kernels
   is set by its longest row (one group of ``LANES`` lanes walks it
   serially), which the merge kernel does not care about, while on short,
   regular rows the vector kernel saves the merge kernel's partition launch
-  and shared-memory staging.  The longest row is computed on the device and
-  read back once per matrix (the one synchronisation), then cached by
-  (``indptr`` address, ``n_rows``, ``nnz``) in a small bounded cache: a
-  stale entry for freed and reused memory can only pick the slower kernel,
-  never a wrong result, since both kernels are correct for any matrix.
+  and shared-memory staging.  The longest row is computed on the device,
+  with ``indptr[0]`` and ``indptr[-1]`` for the per-call checks, and read
+  back once per matrix (the one synchronisation), then cached (see
+  :func:`csr_summary`).
 * ``spmm``: one thread per (row, column); consecutive threads read
   consecutive columns of a row of the (row-major) dense operand.  For
-  matrices with long rows ("merge", which "auto" picks by the rule below),
+  matrices with long rows ("merge", which "auto" picks by the rule above),
   one thread per (``SCATTER_ITEMS`` nonzeros, column), each row's piece
   added atomically into the zeroed output; ``sddmm`` likewise.
 * transposed products: scatter with atomic adds into a zeroed output,
@@ -74,8 +73,8 @@ MERGE_ITEMS = 7
 #: A first guess (16 iterations of the vector kernel's 4 lanes), to be
 #: tuned on a GPU.
 LONG_ROW = 64
-#: Matrices whose longest row "auto" remembers.
-_ROW_LENGTH_CACHE_SIZE = 64
+#: Matrices whose summary (indptr ends, longest row) is remembered.
+_SUMMARY_CACHE_SIZE = 64
 
 
 _NUMBA_TYPES = {
@@ -302,11 +301,16 @@ def _spmv_merge(indptr, indices, data, x, y, workspace, stream):
 
 
 @cuda.jit
-def _max_row_length(indptr, out):
+def _csr_summary_kernel(indptr, out):
+    """out = [longest row, indptr[0], indptr[-1]] (out[0] zeroed before)."""
     longest = cuda.shared.array(BLOCK, np.int64)
     tid = cuda.threadIdx.x
+    n_rows = indptr.shape[0] - 1
+    if cuda.grid(1) == 0:
+        out[1] = indptr[0]
+        out[2] = indptr[n_rows]
     best = np.int64(0)
-    for i in range(cuda.grid(1), indptr.shape[0] - 1, cuda.gridsize(1)):
+    for i in range(cuda.grid(1), n_rows, cuda.gridsize(1)):
         length = np.int64(indptr[i + 1] - indptr[i])
         if length > best:
             best = length
@@ -319,7 +323,7 @@ def _max_row_length(indptr, out):
         cuda.atomic.max(out, 0, best)
 
 
-_max_row_lengths = {}
+_csr_summaries = {}
 
 
 def _device_address(arr):
@@ -329,29 +333,48 @@ def _device_address(arr):
     return arr._ary.ctypes.data  # the CUDA simulator's arrays wrap numpy
 
 
-def max_row_length(indptr, nnz, stream=0):
-    """The longest row of a CSR matrix on the device, cached per matrix.
+def csr_summary(indptr, n_stored, stream=0, *, refresh=False):
+    """``(indptr[0], indptr[-1], longest row)`` of a CSR matrix on the device.
 
-    The first call for a matrix synchronises `stream` to read the result
-    back; later calls are a dictionary look-up keyed by (indptr address,
-    n_rows, nnz).  An entry can go stale when a matrix is freed and another
-    one with the same shape and nonzero count reuses its memory; it is only
-    used to choose between kernels that are all correct.
+    Computed by one small kernel and read back (the one synchronisation of
+    `stream`) on a matrix's first use, then cached in a small dictionary
+    keyed by (indptr address, n_rows, `n_stored`).  An entry goes stale when
+    a matrix is freed and another with the same shape and stored length
+    reuses its memory: for valid matrices (``indptr[0] == 0``,
+    ``indptr[-1] == n_stored``, as torch and CuPy keep them) the first two
+    values are then still right, and the longest row only chooses between
+    kernels that are all correct.
+
+    Parameters
+    ----------
+    indptr : device array of int32 or int64, shape (n_rows + 1,)
+    n_stored : int
+        ``len(indices)``, part of the cache key.
+    stream : numba stream or 0
+    refresh : bool, default False
+        Recompute (and re-cache) even if cached: for a full validation,
+        which must not trust an entry another matrix left at this address.
+
+    Returns
+    -------
+    first, last, longest : int
     """
     n_rows = indptr.shape[0] - 1
-    key = (_device_address(indptr), n_rows, nnz)
-    longest = _max_row_lengths.get(key)
-    if longest is None:
-        out = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
-        _launch(_max_row_length, min(_blocks(n_rows), 1024), BLOCK, stream, indptr, out)
+    key = (_device_address(indptr), n_rows, n_stored)
+    summary = None if refresh else _csr_summaries.get(key)
+    if summary is None:
+        out = cuda.to_device(np.zeros(3, dtype=np.int64), stream=stream)
+        _launch(_csr_summary_kernel, min(_blocks(n_rows), 1024), BLOCK, stream, indptr, out)
         host = out.copy_to_host(stream=stream)
         if stream != 0:  # on a stream the copy is asynchronous: wait before reading
             stream.synchronize()
-        longest = int(host[0])
-        if len(_max_row_lengths) >= _ROW_LENGTH_CACHE_SIZE:
-            del _max_row_lengths[next(iter(_max_row_lengths))]  # the oldest
-        _max_row_lengths[key] = longest
-    return longest
+        longest, first, last = (int(v) for v in host)
+        summary = (first, last, longest)
+        _csr_summaries.pop(key, None)
+        if len(_csr_summaries) >= _SUMMARY_CACHE_SIZE:
+            del _csr_summaries[next(iter(_csr_summaries))]  # the oldest
+        _csr_summaries[key] = summary
+    return summary
 
 
 @cuda.jit
@@ -510,20 +533,18 @@ def _sddmm(indptr, indices, left, right, out, zero):
             out[j] = acc
 
 
-def spmv_kernel(indptr, nnz, stream=0):
-    """The kernel "auto" uses for a matrix: "merge" if a row is long, else "vector".
-
-    See the module docstring; `nnz` is ``len(indices)``.
-    """
-    return "merge" if max_row_length(indptr, nnz, stream) > LONG_ROW else "vector"
+def kernel_for(longest_row):
+    """The kernel "auto" means for a matrix whose longest row has `longest_row`
+    nonzeros: "merge" (load-balanced) past ``LONG_ROW``, else "vector"."""
+    return "merge" if longest_row > LONG_ROW else "vector"
 
 
 def _resolve_kernel(kernel, indptr, nnz, stream):
-    """`kernel` checked, and "auto" replaced by :func:`spmv_kernel`'s choice."""
+    """`kernel` checked, and "auto" replaced by the matrix's choice (:func:`kernel_for`)."""
     if kernel not in ("auto", "vector", "merge", "scalar"):
         raise ValueError(f"kernel must be 'auto', 'vector', 'merge' or 'scalar', got {kernel!r}")
     if kernel == "auto":
-        return spmv_kernel(indptr, nnz, stream) if indptr.shape[0] > 1 else "vector"
+        return kernel_for(csr_summary(indptr, nnz, stream)[2])
     return kernel
 
 
@@ -580,7 +601,7 @@ def spmm(indptr, indices, data, X, Y, *, transpose=False, kernel="auto", stream=
         return Y
     balanced = _resolve_kernel(kernel, indptr, indices.shape[0], stream) == "merge"
     k = X.shape[1]
-    n_threads = (indices.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS * k
+    n_threads = (indices.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS * k if balanced else 0
     if transpose or balanced:
         _launch(_zero_2d, _blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream, Y, zero)
     if transpose and balanced:

@@ -211,36 +211,56 @@ def test_auto_kernel_picks_merge_for_long_rows_and_vector_for_pde(monkeypatch):
     poisson = data.poisson_2d(8)
     for A, expected in ((irregular, "merge"), (poisson, "vector")):
         dA = DeviceCSR(A)
-        assert _cuda.max_row_length(dA.indptr, A.nnz) == np.diff(A.indptr).max()
-        assert _cuda.spmv_kernel(dA.indptr, A.nnz) == expected
+        assert _cuda.csr_summary(dA.indptr, A.nnz) == (0, A.nnz, np.diff(A.indptr).max())
+        assert _cuda._resolve_kernel("auto", dA.indptr, A.nnz, 0) == expected
 
-    # The public call takes the same choice (read back once, then cached) and
-    # allocates the merge kernel's workspace itself.
+    # The public call takes the same choice, from the summary it read once
+    # for its checks, and allocates the merge kernel's workspace itself.
     chosen = []
-    choose = _cuda.spmv_kernel
-    monkeypatch.setattr(_cuda, "spmv_kernel", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    choose = _cuda.kernel_for
+    monkeypatch.setattr(_cuda, "kernel_for", lambda *args: chosen.append(choose(*args)) or chosen[-1])
     dA = DeviceCSR(irregular)
     x = np.random.default_rng(3).standard_normal(irregular.shape[1])
     assert_close(spmv(dA, cuda.to_device(x)), irregular @ x, np.float64)
     assert chosen == ["merge"]
 
 
-def test_longest_row_is_cached_per_matrix_in_a_bounded_cache(monkeypatch):
+def test_csr_summary_is_cached_per_matrix_in_a_bounded_cache(monkeypatch):
     from sciml.sparse import _cuda
 
-    monkeypatch.setattr(_cuda, "_max_row_lengths", {})
-    monkeypatch.setattr(_cuda, "_ROW_LENGTH_CACHE_SIZE", 2)
+    monkeypatch.setattr(_cuda, "_csr_summaries", {})
+    monkeypatch.setattr(_cuda, "_SUMMARY_CACHE_SIZE", 2)
     matrices = [DeviceCSR(data.power_law_csr(60, mean_nnz_per_row=5, random_state=seed)) for seed in range(3)]
     for dA in matrices:
         n_rows = dA.shape[0]
         nnz = dA.indices.shape[0]
-        expected = np.diff(dA.indptr.copy_to_host()).max()
-        assert _cuda.max_row_length(dA.indptr, nnz) == expected
-        assert (_cuda._device_address(dA.indptr), n_rows, nnz) in _cuda._max_row_lengths
-    assert len(_cuda._max_row_lengths) == 2  # the oldest entry went
+        expected = (0, nnz, np.diff(dA.indptr.copy_to_host()).max())
+        assert _cuda.csr_summary(dA.indptr, nnz) == expected
+        assert (_cuda._device_address(dA.indptr), n_rows, nnz) in _cuda._csr_summaries
+    assert len(_cuda._csr_summaries) == 2  # the oldest entry went
     # A second look-up is a dictionary hit: it launches nothing.
-    monkeypatch.setattr(_cuda, "_max_row_length", None)
-    assert _cuda.max_row_length(matrices[-1].indptr, matrices[-1].indices.shape[0]) == expected
+    monkeypatch.setattr(_cuda, "_csr_summary_kernel", None)
+    assert _cuda.csr_summary(matrices[-1].indptr, matrices[-1].indices.shape[0]) == expected
+
+
+def test_padded_device_matrix_uses_indptr_like_the_cpu():
+    """Arrays longer than indptr[-1] (scipy allows it): only the first
+    indptr[-1] entries count, on the device as on the CPU."""
+    A = data.power_law_csr(40, 30, mean_nnz_per_row=6, random_state=8)
+    padded = DeviceCSR(A)
+    padded.indices = cuda.to_device(np.concatenate([A.indices, np.full(7, 10**6, A.indices.dtype)]))
+    padded.data = cuda.to_device(np.concatenate([A.data, np.full(7, np.nan)]))
+    rng = np.random.default_rng(4)
+    x, z = rng.standard_normal(30), rng.standard_normal(40)
+    assert_close(spmv(padded, cuda.to_device(x)), A @ x, np.float64)
+    assert_close(rspmv(padded, cuda.to_device(z)), A.T @ z, np.float64)
+    X = rng.standard_normal((30, 3))
+    assert_close(spmm(padded, cuda.to_device(X)), A @ X, np.float64)
+    values = rng.standard_normal(A.nnz)
+    assert_close(spmv(padded, cuda.to_device(x), values=cuda.to_device(values)),
+                 sp.csr_array((values, A.indices, A.indptr), shape=A.shape) @ x, np.float64)
+    check_csr(padded)
+
 
 def test_public_api_dispatches_device_arrays_and_returns_device_arrays():
     A = data.random_csr(25, 18, nnz_per_row=4, random_state=4)
@@ -286,10 +306,18 @@ def test_check_csr_on_device_matrix():
     bad.indices[0] = 10
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\)"):
         check_csr(DeviceCSR(bad))
-    # Per call, a device matrix's nonzero count is its arrays' length (reading
-    # indptr would wait for the device); check_csr reads indptr and checks it.
-    for position, value, message in ((0, 1, r"indptr\[0\] must be 0"), (-1, A.nnz - 1, "does not match the")):
+    # indptr's ends are checked on a device matrix too (read once per matrix).
+    for position, value, message in ((0, 1, r"indptr\[0\] must be 0"), (-1, A.nnz + 1, "does not match len")):
         wrong = A.copy()
         wrong.indptr[position] = value
         with pytest.raises(ValueError, match=message):
             check_csr(DeviceCSR(wrong))
+    # check_csr reads indptr again rather than trust the cached summary of
+    # whatever matrix held this memory before.
+    dA = DeviceCSR(A)
+    check_csr(dA)
+    wrong = A.indptr.copy()
+    wrong[-1] = A.nnz + 1
+    dA.indptr.copy_to_device(wrong)
+    with pytest.raises(ValueError, match="does not match len"):
+        check_csr(dA)
