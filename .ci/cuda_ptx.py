@@ -52,7 +52,6 @@ def main():
                 "spmv_merge": (merge, (vec(i), vec(i), vec(v), vec(v), vec(v), vec(i64), v)),
                 "csr_summary": (_cuda._csr_summary_kernel, (vec(i), vec(i64))),
                 "rspmv": (_cuda._rspmv, (vec(i), vec(i), vec(v), vec(v), vec(v))),
-                "rspmv_balanced": (_cuda._rspmv_balanced, (vec(i), vec(i), vec(v), vec(v), vec(v), i64)),
                 "spmm": (_cuda._spmm, (vec(i), vec(i), vec(v), mat(v), mat(v), v)),
                 "spmm_balanced": (_cuda._spmm_balanced, (vec(i), vec(i), vec(v), mat(v), mat(v), i64, v)),
                 "rspmm": (_cuda._rspmm, (vec(i), vec(i), vec(v), mat(v), mat(v))),

@@ -416,7 +416,7 @@ def _rspmv(indptr, indices, data, x, y):
 
 
 #: Nonzeros per thread of the balanced ("merge") transposed SpMV, SpMM
-#: (per column) and SDDMM kernels.
+#: (per column; the transposed SpMV is its one-column case) and SDDMM kernels.
 SCATTER_ITEMS = 8
 
 
@@ -434,6 +434,11 @@ def _row_holding(indptr, j, n_rows):
     return lo
 
 
+def _n_chunks(nnz):
+    """Threads (per column) of the balanced kernels: one per ``SCATTER_ITEMS`` nonzeros."""
+    return (nnz + SCATTER_ITEMS - 1) // SCATTER_ITEMS
+
+
 @cuda.jit(device=True)
 def _chunk(indptr, n_rows, chunk, items):
     """``(first, last, row)``: nonzeros ``first .. last - 1`` of chunk `chunk`
@@ -443,19 +448,6 @@ def _chunk(indptr, n_rows, chunk, items):
     last = first + items if first + items < nnz else nnz
     row = _row_holding(indptr, first, n_rows) if first < nnz else np.int64(0)
     return first, last, row
-
-
-@cuda.jit
-def _rspmv_balanced(indptr, indices, data, x, y, items):
-    """y += A.T @ x with each thread scattering `items` consecutive nonzeros."""
-    first, last, row = _chunk(indptr, x.shape[0], cuda.grid(1), items)
-    if first < last:
-        xi = x[row]
-        for j in range(first, last):
-            while indptr[row + 1] <= j:  # skips empty rows too
-                row += 1
-                xi = x[row]
-            cuda.atomic.add(y, indices[j], data[j] * xi)
 
 
 @cuda.jit
@@ -574,9 +566,9 @@ def spmv(indptr, indices, data, x, y, *, transpose=False, kernel="auto", workspa
         _launch(_zero_1d, _blocks(y.shape[0]), BLOCK, stream, y, zero)
         if x.shape[0] == 0:
             return y
-        if kernel == "merge":
-            n_threads = (indices.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS
-            _launch(_rspmv_balanced, _blocks(n_threads), BLOCK, stream, indptr, indices, data, x, y, SCATTER_ITEMS)
+        if kernel == "merge":  # the one-column case of the balanced transposed SpMM
+            _launch(_rspmm_balanced, _blocks(_n_chunks(indices.shape[0])), BLOCK, stream, indptr, indices, data,
+                    x.reshape(x.shape[0], 1), y.reshape(y.shape[0], 1), SCATTER_ITEMS)
         else:
             _launch(_rspmv, _blocks(x.shape[0]), BLOCK, stream, indptr, indices, data, x, y)
     elif kernel == "scalar":
@@ -601,7 +593,7 @@ def spmm(indptr, indices, data, X, Y, *, transpose=False, kernel="auto", stream=
         return Y
     balanced = _resolve_kernel(kernel, indptr, indices.shape[0], stream) == "merge"
     k = X.shape[1]
-    n_threads = (indices.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS * k if balanced else 0
+    n_threads = _n_chunks(indices.shape[0]) * k
     if transpose or balanced:
         _launch(_zero_2d, _blocks(Y.shape[0] * Y.shape[1]), BLOCK, stream, Y, zero)
     if transpose and balanced:
@@ -625,9 +617,8 @@ def sddmm(indptr, indices, left, right, out, *, kernel="auto", stream=0):
     if out.shape[0] == 0:
         return out
     if _resolve_kernel(kernel, indptr, out.shape[0], stream) == "merge":
-        n_threads = (out.shape[0] + SCATTER_ITEMS - 1) // SCATTER_ITEMS
-        _launch(_sddmm_balanced, _blocks(n_threads), BLOCK, stream, indptr, indices, left, right, out,
-                SCATTER_ITEMS, zero)
+        _launch(_sddmm_balanced, _blocks(_n_chunks(out.shape[0])), BLOCK, stream, indptr, indices, left, right,
+                out, SCATTER_ITEMS, zero)
     else:
         _launch(_sddmm, _blocks(left.shape[0]), BLOCK, stream, indptr, indices, left, right, out, zero)
     return out
