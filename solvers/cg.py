@@ -9,6 +9,11 @@ iteration stops early, the reason. Products with ``A`` run through
 :class:`IncompleteCholesky` (IC(0), factorisation and triangular solves in
 numba), or anything scipy accepts as ``M`` (an approximation of ``A^-1``).
 
+Given torch tensors, the same iteration runs in torch on their device (CPU
+or CUDA, where the products use the sparse core's CUDA kernels) and returns
+a tensor, as CuPy's ``cg`` does for CuPy arrays; the matrix is then checked
+on that device too.
+
 Bad input gets a clear error before iterating: a non-square, non-symmetric or
 non-finite matrix, a non-positive diagonal (so not positive definite), a
 right-hand side of the wrong size or with NaN. A breakdown found during the
@@ -21,12 +26,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import numba
 import numpy as np
 import scipy.sparse as sp
+import torch
 
-from sciml._validation import check_positive_int, check_real
-from sciml.sparse import spmv
+from sciml._validation import as_real_tensor, check_positive_int, check_real
+from sciml.sparse import spmm, spmv, to_torch_csr
 from sciml.threads import thread_limit
 
 __all__ = ["CGResult", "cg", "Jacobi", "IncompleteCholesky", "check_spd_matrix"]
@@ -73,14 +81,21 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
 
     Parameters
     ----------
-    A : scipy.sparse matrix/array or dense ndarray
+    A : scipy.sparse matrix/array, dense ndarray or torch tensor
+        A torch tensor (sparse CSR or COO, or dense) is checked on its own
+        device, without a copy to the host, in a few sparse products.
     symmetry_rtol : float, default=1e-10
-        Largest ``|A - A^T|`` allowed, relative to ``max |A|``.
+        Largest ``|A - A^T|`` allowed, relative to ``max |A|``. For torch
+        tensors the test is a probe with two random vectors ``v`` (fixed
+        seed): ``|(A - A^T) v|`` at most ``symmetry_rtol`` (or the rounding
+        of the two products, if larger) times ``|A| |v|``, row by row. It
+        finds any larger asymmetry with probability one.
 
     Returns
     -------
-    scipy.sparse.csr_array
-        float64 (float32 kept), sorted indices.
+    scipy.sparse.csr_array or torch.Tensor
+        float64 (float32 kept), sorted indices; for a torch tensor a sparse
+        CSR tensor on its device (``A`` itself when it was one).
 
     Raises
     ------
@@ -89,6 +104,8 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
         symmetric (with the size of the asymmetry), a diagonal entry ``<= 0``
         (with its row: such a matrix is not positive definite).
     """
+    if isinstance(A, torch.Tensor):
+        return _check_spd_tensor(A, symmetry_rtol)
     if isinstance(A, np.ndarray):
         if A.ndim != 2:
             raise ValueError(f"A must be a 2-D matrix, got shape {A.shape}")
@@ -96,7 +113,9 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
     elif sp.issparse(A):
         A = sp.csr_array(A)
     else:
-        raise TypeError(f"A must be a scipy.sparse matrix or a numpy array, got {type(A).__name__}")
+        raise TypeError(
+            f"A must be a scipy.sparse matrix, a numpy array or a torch tensor, got {type(A).__name__}"
+        )
     if A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be square, got shape {A.shape}")
     if A.dtype not in (np.float32, np.float64):
@@ -111,17 +130,88 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
     scale = float(np.abs(A.data).max()) if A.nnz else 0.0
     asym = A - A.T
     gap = float(np.abs(asym.data).max()) if asym.nnz else 0.0
+    _check_symmetry_gap(gap, scale, symmetry_rtol)
+    _check_diagonal(A.diagonal())
+    return A
+
+
+def _check_symmetry_gap(gap, scale, symmetry_rtol):
     if gap > symmetry_rtol * max(scale, np.finfo(np.float64).tiny):
         raise ValueError(
             f"A is not symmetric: max |A - A^T| = {gap:.3g} (relative {gap / scale:.3g}); "
             "CG needs a symmetric positive definite matrix"
         )
-    diag = A.diagonal()
-    bad = np.flatnonzero(diag <= 0)
-    if bad.size:
+
+
+def _check_diagonal(diag):
+    """A positive diagonal (numpy or torch), else an error naming the first bad row."""
+    bad = diag <= 0
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0][0])
         raise ValueError(
-            f"A is not positive definite: diagonal entry A[{bad[0]}, {bad[0]}] = {diag[bad[0]]:.3g} <= 0"
+            f"A is not positive definite: diagonal entry A[{row}, {row}] = {float(diag[row]):.3g} <= 0"
         )
+
+
+def _torch_diagonal(A):
+    """The diagonal of a torch sparse CSR matrix (duplicates summed), on its device."""
+    crow, col, values = A.crow_indices(), A.col_indices(), A.values()
+    n = A.shape[0]
+    rows = torch.repeat_interleave(torch.arange(n, device=crow.device, dtype=crow.dtype), crow.diff(),
+                                   output_size=col.shape[0])
+    on_diagonal = rows == col
+    diag = torch.zeros(n, dtype=values.dtype, device=values.device)
+    return diag.index_add_(0, rows[on_diagonal], values[on_diagonal])
+
+
+def _longest_row(A):
+    crow = A.crow_indices()
+    return int(crow.diff().max()) if A.shape[0] else 0
+
+
+def _asymmetry_probe(A, values, n_probes=2):
+    """``max_i |(A v - A^T v)_i| / (|A| |v|)_i`` over random probes v (fixed seed).
+
+    Zero for a symmetric matrix up to the rounding of the two sums, which is
+    at most ``2 k u`` of ``(|A| |v|)_i`` for rows of ``k`` nonzeros and unit
+    roundoff ``u``; any larger asymmetry shows with probability one. Costs
+    three sparse products, where an exact ``A - A^T`` would sort all nonzeros.
+    """
+    if values.numel() == 0:
+        return 0.0
+    generator = torch.Generator(device=A.device).manual_seed(0)
+    v = torch.randn(A.shape[0], n_probes, generator=generator, dtype=A.dtype, device=A.device)
+    difference = spmm(A, v) - spmm(A, v, transpose=True)
+    scale = spmm(A, v.abs(), values=values.abs())
+    return float((difference.abs() / scale.clamp_min(torch.finfo(A.dtype).tiny)).max())
+
+
+def _check_spd_tensor(A, symmetry_rtol):
+    """check_spd_matrix for a torch tensor, on its device; returns a sparse CSR tensor."""
+    if A.dim() != 2:
+        raise ValueError(f"A must be a 2-D matrix, got shape {tuple(A.shape)}")
+    if A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be square, got shape {tuple(A.shape)}")
+    if A.requires_grad:
+        A = A.detach()
+    if A.dtype not in (torch.float32, torch.float64):
+        if A.is_floating_point() or A.is_complex() or A.dtype == torch.bool:
+            raise TypeError(f"A must have a real float32 or float64 dtype, got {A.dtype}")
+        A = A.to(torch.float64)
+    if A.layout != torch.sparse_csr:
+        if A.layout not in (torch.strided, torch.sparse_coo):
+            raise TypeError(f"A must be a dense, sparse CSR or sparse COO tensor, got layout {A.layout}")
+        A = A.to_sparse_csr()
+    values = A.values()
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError("A contains NaN or infinity")
+    ratio = _asymmetry_probe(A, values)
+    if ratio > max(symmetry_rtol, 2 * _longest_row(A) * torch.finfo(A.dtype).eps):
+        raise ValueError(
+            f"A is not symmetric: |(A - A^T) v| reaches {ratio:.3g} times |A| |v| for a random v; "
+            "CG needs a symmetric positive definite matrix"
+        )
+    _check_diagonal(_torch_diagonal(A))
     return A
 
 
@@ -130,13 +220,19 @@ class Jacobi:
 
     Parameters
     ----------
-    A : scipy.sparse matrix
-        Its diagonal must be positive.
+    A : scipy.sparse matrix or torch sparse CSR tensor
+        Its diagonal must be positive. For a tensor the preconditioner
+        applies to tensors on its device, in its dtype.
     """
 
     def __init__(self, A):
-        diag = np.asarray(sp.csr_array(A).diagonal(), dtype=np.float64)
-        if np.any(diag <= 0) or not np.all(np.isfinite(diag)):
+        if isinstance(A, torch.Tensor):
+            diag = _torch_diagonal(A if A.layout == torch.sparse_csr else A.to_sparse_csr())
+            valid = bool(((diag > 0) & torch.isfinite(diag)).all())
+        else:
+            diag = np.asarray(sp.csr_array(A).diagonal(), dtype=np.float64)
+            valid = bool(np.all((diag > 0) & np.isfinite(diag)))
+        if not valid:
             raise ValueError("Jacobi needs a positive, finite diagonal")
         self.inverse_diagonal = 1.0 / diag
 
@@ -273,14 +369,45 @@ def _check_vector(v, n, name, *, copy=False):
 def _as_preconditioner(M, A):
     if M is None:
         return None
+    on_torch = isinstance(A, torch.Tensor)
     if isinstance(M, str):
         if M == "jacobi":
             return Jacobi(A)
         if M in ("ic0", "ichol"):
+            if on_torch:
+                raise TypeError(
+                    "M='ic0' runs its triangular solves on the host with numpy; for torch tensors "
+                    "use M='jacobi' or a callable that maps a residual tensor to a tensor"
+                )
             return IncompleteCholesky(A)
         raise ValueError(f"M must be None, 'jacobi', 'ic0', a callable, a LinearOperator or a matrix; got {M!r}")
-    if callable(M):
+    if isinstance(M, torch.Tensor):
+        if not on_torch:
+            raise TypeError("M is a torch tensor but the system is numpy; pass both as torch tensors or neither")
+        if tuple(M.shape) != tuple(A.shape) or M.device != A.device or M.dtype != A.dtype:
+            raise ValueError(
+                f"M must match A: A is {tuple(A.shape)} {A.dtype} on {A.device}, "
+                f"M is {tuple(M.shape)} {M.dtype} on {M.device}"
+            )
+        return lambda r: M @ r
+    if isinstance(M, (Jacobi, IncompleteCholesky)):
+        built_on_torch = isinstance(getattr(M, "inverse_diagonal", None), torch.Tensor)
+        if built_on_torch != on_torch:
+            system, built = ("torch", "a scipy matrix") if on_torch else ("numpy", "a torch tensor")
+            if isinstance(M, IncompleteCholesky):
+                built = "a scipy matrix (it solves on the host)"
+            raise TypeError(
+                f"M is a {type(M).__name__} built from {built} but the system is {system}; "
+                "build it from the same kind of matrix, or pass M='jacobi'"
+            )
         return M
+    if callable(M) and not hasattr(M, "matvec"):
+        return M
+    if on_torch:
+        raise TypeError(
+            f"M is a {type(M).__name__}, which works on numpy arrays; for torch tensors pass "
+            "'jacobi', a torch tensor or a callable that maps a residual tensor to a tensor"
+        )
     if hasattr(M, "matvec"):
         return M.matvec
     if sp.issparse(M) or isinstance(M, np.ndarray):
@@ -290,15 +417,58 @@ def _as_preconditioner(M, A):
     raise TypeError(f"M must be a callable, a LinearOperator or a matrix, got {type(M).__name__}")
 
 
+def _prepare_torch(A, b, x0):
+    """The system on torch's side: (A as sparse CSR, b, x) on one device, in one dtype.
+
+    The device and dtype are b's when b is a tensor (an integer b computes in
+    float64), else A's; a scipy or numpy ``A`` is checked on the host and
+    copied there.
+    """
+    like = b if isinstance(b, torch.Tensor) else A
+    device = like.device
+    if isinstance(A, torch.Tensor) and A.device != device:
+        raise ValueError(f"A is on {A.device} but b is on {device}: mismatched devices; move one of them")
+    if isinstance(b, torch.Tensor):
+        dtype = b.dtype if b.dtype in (torch.float32, torch.float64) else torch.float64
+    else:
+        dtype = A.dtype if A.dtype in (torch.float32, torch.float64) else torch.float64
+    A = check_spd_matrix(A)
+    if isinstance(A, torch.Tensor):
+        if A.dtype != dtype:
+            raise TypeError(f"A has dtype {A.dtype} but b has {dtype}; cast one of them explicitly")
+    else:
+        A = to_torch_csr(A.astype(np.float32 if dtype == torch.float32 else np.float64), device=device)
+    n = A.shape[0]
+
+    def vector(v, name):
+        t, _ = as_real_tensor(v, name, ndims=(1, 2), expected=f"a vector of {n} entries", device=device)
+        if t.numel() != n:
+            raise ValueError(f"{name} has {t.numel()} entries (shape {tuple(t.shape)}); the system has {n} rows")
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but the system is {dtype}; cast it explicitly")
+        return t.to(dtype).reshape(n)
+
+    b = vector(b, "b").contiguous()
+    x = torch.zeros(n, dtype=dtype, device=device) if x0 is None else vector(x0, "x0").clone()
+    return A, b, x
+
+
 def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=None, n_threads=1):
     """Solve ``A x = b`` for symmetric positive definite ``A`` by (preconditioned) CG.
 
     Parameters
     ----------
-    A : scipy.sparse matrix or ndarray, shape (n, n)
+    A : scipy.sparse matrix, ndarray or torch tensor, shape (n, n)
         Symmetric positive definite (validated by :func:`check_spd_matrix`).
-    b : array_like of shape (n,)
-    x0 : array_like of shape (n,), optional
+        A torch tensor (sparse CSR, COO or dense) is checked and used on its
+        device.
+    b : array_like or torch.Tensor of shape (n,)
+        With a torch tensor (or a torch ``A``) the iteration runs in torch on
+        the tensors' device, in b's dtype (float32 or float64), and ``x`` is
+        returned as a tensor there. A scipy ``A`` is then checked on the host
+        and copied to the device on every call: pass it as a torch sparse
+        CSR tensor (:func:`sciml.sparse.to_torch_csr`) to solve repeatedly.
+    x0 : array_like or torch.Tensor of shape (n,), optional
         Starting guess (default zeros).
     rtol, atol : float, default 1e-5 and 0.0
         Stop when ``||b - A x|| <= max(rtol * ||b||, atol)`` (scipy's rule),
@@ -307,6 +477,8 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
         Default ``10 * n``.
     M : None, "jacobi", "ic0", callable, LinearOperator or matrix, optional
         Preconditioner: an approximation of ``A^-1`` applied to residuals.
+        With torch tensors: None, "jacobi", a torch matrix or a callable on
+        tensors ("ic0" solves triangular systems on the host and is refused).
     callback : callable, optional
         Called as ``callback(xk)`` after every iteration.
     n_threads : int or None, default=1
@@ -315,8 +487,14 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
 
     Returns
     -------
-    x : ndarray of shape (n,)
+    x : ndarray of shape (n,), or torch.Tensor for torch input
     result : CGResult
+
+    Notes
+    -----
+    On a GPU each iteration reads two scalars back to the host (``p^T A p``
+    for the breakdown test and ``||r||`` for the stopping test; three with a
+    preconditioner), which synchronises the device.
 
     Examples
     --------
@@ -326,20 +504,31 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
     >>> x, res = cg(A, np.ones(A.shape[0]), rtol=1e-8, M="ic0")
     >>> res.converged, res.n_iter < 40
     (True, True)
+
+    The same system on torch tensors (on a GPU, ``device="cuda"``):
+
+    >>> import torch
+    >>> from sciml.sparse import to_torch_csr
+    >>> x, res = cg(to_torch_csr(A), torch.ones(A.shape[0], dtype=torch.float64), rtol=1e-8)
+    >>> type(x).__name__, res.converged
+    ('Tensor', True)
     """
-    A = check_spd_matrix(A)
-    n = A.shape[0]
-    b = _check_vector(b, n, "b")
-    x = np.zeros(n) if x0 is None else _check_vector(x0, n, "x0", copy=True)
+    if isinstance(A, torch.Tensor) or isinstance(b, torch.Tensor):
+        A, b, x = _prepare_torch(A, b, x0)
+    else:
+        A = check_spd_matrix(A)
+        n = A.shape[0]
+        b = _check_vector(b, n, "b")
+        x = np.zeros(n) if x0 is None else _check_vector(x0, n, "x0", copy=True)
+        A = A if A.dtype == np.float64 else A.astype(np.float64)
     rtol = check_real("rtol", rtol, positive=False)
     atol = check_real("atol", atol, positive=False)
-    maxiter = 10 * n if maxiter is None else check_positive_int("maxiter", maxiter)
+    maxiter = 10 * A.shape[0] if maxiter is None else check_positive_int("maxiter", maxiter)
     precond = _as_preconditioner(M, A)
-    A64 = A if A.dtype == np.float64 else A.astype(np.float64)
-    tolerance = max(rtol * float(np.linalg.norm(b)), atol)
+    tolerance = max(rtol * _norm(b), atol)
 
     with thread_limit(n_threads):
-        x, history, reason, n_iter = _cg_loop(A64, b, x, precond, tolerance, maxiter, callback)
+        x, history, reason, n_iter = _cg_loop(A, b, x, precond, tolerance, maxiter, callback)
     return x, CGResult(
         converged=reason == "converged",
         n_iter=n_iter,
@@ -349,13 +538,19 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
     )
 
 
+def _norm(v):
+    """||v||_2 as a float, for numpy arrays and tensors alike (as numpy computes it)."""
+    return math.sqrt(float(v @ v))
+
+
 def _cg_loop(A, b, x, precond, tolerance, maxiter, callback):
+    """CG on numpy arrays or torch tensors: only ``@``, ``+``, ``*`` and in-place updates."""
     r = b - spmv(A, x)
-    history = [float(np.linalg.norm(r))]
+    history = [_norm(r)]
     if history[0] <= tolerance:
         return x, history, "converged", 0
     z = precond(r) if precond is not None else r
-    p = z.copy()
+    p = z.clone() if isinstance(z, torch.Tensor) else z.copy()
     rz = float(r @ z)
     if not rz > 0:
         return x, history, _breakdown_reason(rz, "the preconditioner"), 0
@@ -367,26 +562,28 @@ def _cg_loop(A, b, x, precond, tolerance, maxiter, callback):
         alpha = rz / pAp
         x += alpha * p
         r -= alpha * Ap
-        res = float(np.linalg.norm(r))
+        rr = float(r @ r)
+        res = math.sqrt(rr) if rr >= 0 else math.nan
         if callback is not None:
             callback(x)
         if res <= tolerance:
             # Confirm on the true residual (the recurrence drifts in floating point).
             r = b - spmv(A, x)
-            res = float(np.linalg.norm(r))
+            rr = float(r @ r)
+            res = math.sqrt(rr)
             if res <= tolerance:
                 history.append(res)
                 return x, history, "converged", k
         history.append(res)
-        if not np.isfinite(res):
+        if not math.isfinite(res):
             return x, history, "breakdown: the residual became non-finite", k
         z = precond(r) if precond is not None else r
-        rz_new = float(r @ z)
+        rz_new = float(r @ z) if precond is not None else rr
         if not rz_new > 0:
             return x, history, _breakdown_reason(rz_new, "the preconditioner"), k
         p = z + (rz_new / rz) * p
         rz = rz_new
-    history[-1] = float(np.linalg.norm(b - spmv(A, x)))
+    history[-1] = _norm(b - spmv(A, x))
     return x, history, "maxiter", maxiter
 
 

@@ -194,7 +194,7 @@ def test_solvers_benchmark_contract(tmp_path):
 
 def test_gpu_solver_benchmark_code_path_on_the_cpu(capsys):
     """The GPU solver comparison's code, run on the CPU at 8^3 (the CG anchors
-    are what they claim: converged, and torch CG takes scipy's iterations)."""
+    are what they claim: converged, and our CG on tensors takes scipy's iterations)."""
     import numpy as np
     import scipy.sparse.linalg as spla
     import torch
@@ -210,19 +210,19 @@ def test_gpu_solver_benchmark_code_path_on_the_cpu(capsys):
     result = _solvers_cuda._run("cpu", 8, budget=1.0, seed=0, model_path=None)
     rows = {(c["rhs"], c["method"]): c for c in result["cases"]}
     dcdm_methods = ("dcdm", "dcdm_keep4", "dcdm_single_grid_keep2")
-    assert set(rows) == {(kind, m) for kind in RHS_KINDS for m in (*dcdm_methods, "torch_cg")}
+    assert set(rows) == {(kind, m) for kind in RHS_KINDS for m in (*dcdm_methods, "sciml_cg")}
     problem = poisson((8, 8, 8))
     for kind in RHS_KINDS:
         b = rhs(problem, kind, random_state=1)
         count = []
         spla.cg(problem.A, b, rtol=_solvers_cuda.RTOL, atol=0.0, callback=count.append)
-        assert abs(rows[(kind, "torch_cg")]["iters"] - len(count)) <= 1
-        for method in (*dcdm_methods, "torch_cg"):
+        assert abs(rows[(kind, "sciml_cg")]["iters"] - len(count)) <= 1
+        for method in (*dcdm_methods, "sciml_cg"):
             case = rows[(kind, method)]
             assert case["converged"] and case["rel_residual"] <= 1.0001e-6 and case["s"] > 0
     summary = result["summary"]
-    assert summary["gpu_cg_anchor"] == "torch_cg" and summary["gpu_grid"] == 8
-    speedups = [rows[(kind, "torch_cg")]["s"] / rows[(kind, "dcdm")]["s"] for kind in RHS_KINDS]
+    assert summary["gpu_cg_anchor"] == "sciml_cg" and summary["gpu_grid"] == 8
+    speedups = [rows[(kind, "sciml_cg")]["s"] / rows[(kind, "dcdm")]["s"] for kind in RHS_KINDS]
     assert summary["gpu_dcdm_speedup_vs_cg"] == pytest.approx(min(speedups))
     assert summary["gpu_dcdm_iters"] == rows[("randn", "dcdm")]["iters"] and np.isfinite(summary["gpu_train_s"])
 

@@ -151,3 +151,193 @@ def test_docstring_examples():
     module = importlib.import_module("solvers.cg")
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------- torch tensors
+
+
+torch = pytest.importorskip("torch")
+from sciml.sparse import to_torch_csr  # noqa: E402
+
+
+def _torch_system(n=20, seed=5):
+    A = poisson_2d(n)
+    return A, _rhs(A.shape[0], seed)
+
+
+@pytest.mark.parametrize("M", [None, "jacobi", "tensor", "callable"])
+def test_torch_tensors_take_the_same_iterations_as_numpy(M):
+    A, b = _torch_system()
+    tA = to_torch_csr(A)
+    inverse_diagonal = 1.0 / A.diagonal()
+    numpy_M = {None: None, "jacobi": "jacobi", "tensor": "jacobi", "callable": "jacobi"}[M]
+    torch_M = {
+        None: None,
+        "jacobi": "jacobi",
+        "tensor": torch.diag(torch.from_numpy(inverse_diagonal)).to_sparse_csr(),
+        "callable": lambda r: r * torch.from_numpy(inverse_diagonal),
+    }[M]
+    x_ref, ref = cg(A, b, rtol=1e-10, M=numpy_M)
+    x, res = cg(tA, torch.from_numpy(b), rtol=1e-10, M=torch_M)
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.float64
+    assert res.converged and res.n_iter == ref.n_iter
+    # Agree to rounding, which is relative to ||r_0|| once the residual is small.
+    np.testing.assert_allclose(res.residual_norms, ref.residual_norms, rtol=1e-9,
+                               atol=1e-13 * ref.residual_norms[0])
+    np.testing.assert_allclose(x.numpy(), x_ref, rtol=1e-12, atol=1e-12 * np.abs(x_ref).max())
+    exact = np.linalg.solve(A.toarray(), b)
+    np.testing.assert_allclose(x.numpy(), exact, rtol=1e-8, atol=1e-8 * np.abs(exact).max())
+
+
+def test_torch_float32_runs_in_float32():
+    A, b = _torch_system()
+    b32 = torch.from_numpy(b).float()
+    x, res = cg(A, b32, rtol=1e-5)  # a scipy A is copied in b's dtype
+    assert x.dtype == torch.float32 and res.converged
+    # The true residual, in float64, meets the target up to float32 rounding of ||b||.
+    true = np.linalg.norm(b32.double().numpy() - A @ x.double().numpy())
+    assert true <= 1e-5 * np.linalg.norm(b) * (1 + 1e-3)
+    x64, _ = cg(A, b, rtol=1e-5)
+    np.testing.assert_allclose(x.numpy(), x64, atol=1e-4 * np.abs(x64).max())
+
+
+def test_torch_matrix_forms_and_numpy_b():
+    A, b = _torch_system(8)
+    dense = torch.from_numpy(A.toarray())
+    for form in (to_torch_csr(A), dense, dense.to_sparse_coo()):
+        x, res = cg(form, b, rtol=1e-10)  # a torch A makes the result a tensor
+        assert isinstance(x, torch.Tensor) and res.converged
+        np.testing.assert_allclose(A @ x.numpy(), b, atol=1e-9 * np.abs(b).max())
+    # Integer matrices compute in float64, as on the numpy side.
+    checked = check_spd_matrix(torch.tensor([[2, -1], [-1, 2]]))
+    assert checked.layout == torch.sparse_csr and checked.dtype == torch.float64
+
+
+def test_torch_x0_callback_and_maxiter():
+    A, b = _torch_system(12)
+    tA, tb = to_torch_csr(A), torch.from_numpy(b)
+    exact = torch.from_numpy(np.linalg.solve(A.toarray(), b))
+    x, res = cg(tA, tb, x0=exact)
+    assert res.n_iter == 0 and res.converged
+    x0 = torch.ones_like(tb)
+    x, res = cg(tA, tb, x0=x0, rtol=1e-8)
+    assert res.converged and torch.equal(x0, torch.ones_like(tb))  # x0 is not written to
+    calls = []
+    x, res = cg(tA, tb, rtol=1e-8, callback=lambda xk: calls.append(xk.clone()))
+    assert len(calls) == res.n_iter and isinstance(calls[0], torch.Tensor)
+    torch.testing.assert_close(calls[-1], x)
+    x, res = cg(tA, tb, rtol=1e-12, maxiter=3)
+    assert res.reason == "maxiter" and res.n_iter == 3
+    assert res.residual_norms[-1] == pytest.approx(np.linalg.norm(b - A @ x.numpy()))
+
+
+def test_torch_symmetry_probe():
+    # Symmetric matrices pass in both dtypes, with unsorted and duplicate entries;
+    # any asymmetry beyond the tolerance fails, also where rows have very different scales.
+    rng = np.random.default_rng(0)
+    B = sp.random_array((300, 300), density=0.05, rng=rng, format="csr")
+    S = (B + B.T + 300 * sp.identity(300)).tocsr()
+    for dtype in (torch.float64, torch.float32):
+        tS = to_torch_csr(S.astype(np.float64 if dtype == torch.float64 else np.float32))
+        assert check_spd_matrix(tS) is tS
+        shuffled = torch.sparse_csr_tensor(tS.crow_indices(), tS.col_indices().flip(0).clone(), tS.values(),
+                                           size=tS.shape, check_invariants=False)  # not a valid reordering: just asymmetric
+        with pytest.raises(ValueError, match="symmetric"):
+            check_spd_matrix(shuffled)
+    # Rows of very different scales: the probe is relative to each row's |A| |v|.
+    D = sp.diags_array(np.logspace(-6, 6, 300))
+    scaled = (D @ S @ D).tocsr()
+    check_spd_matrix(to_torch_csr(scaled))
+    for row in (10, 290):  # small and large rows; (row, row + 1) pairs rows of one scale
+        row_scale = np.abs(scaled[[row, row + 1], :]).sum(axis=1).min()
+        for change, fails in ((1e-7, True), (1e-13, False)):
+            perturbed = scaled.tolil()
+            perturbed[row, row + 1] += change * row_scale
+            if fails:
+                with pytest.raises(ValueError, match="symmetric"):
+                    check_spd_matrix(to_torch_csr(perturbed.tocsr()))
+            else:
+                check_spd_matrix(to_torch_csr(perturbed.tocsr()))
+    duplicated = torch.sparse_csr_tensor(torch.tensor([0, 3, 4]), torch.tensor([0, 1, 1, 1]),
+                                         torch.tensor([2.0, -0.5, -0.5, 2.0], dtype=torch.float64), size=(2, 2),
+                                         check_invariants=False)
+    with pytest.raises(ValueError, match="symmetric"):  # row 0 sums to -1 at (0, 1); row 1 has no (1, 0)
+        check_spd_matrix(duplicated)
+
+
+def test_torch_indefinite_matrix_is_flagged():
+    A = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64).to_sparse_csr()
+    x, res = cg(A, torch.tensor([1.0, -1.0], dtype=torch.float64))
+    assert not res.converged and "not positive definite" in res.reason
+
+
+def _csr(values):
+    return torch.tensor(values, dtype=torch.float64).to_sparse_csr()
+
+
+@pytest.mark.parametrize(
+    "A, b, match, exc",
+    [
+        (_csr(np.ones((3, 4))), torch.ones(3, dtype=torch.float64), "square", ValueError),
+        (_csr([[2.0, 1.0], [0.0, 2.0]]), torch.ones(2, dtype=torch.float64), "symmetric", ValueError),
+        (_csr([[2.0, 0.0], [0.0, -1.0]]), torch.ones(2, dtype=torch.float64), r"A\[1, 1\]", ValueError),
+        (_csr([[2.0, 0.0], [0.0, 0.0]]), torch.ones(2, dtype=torch.float64), "positive definite", ValueError),
+        (_csr([[2.0, np.nan], [np.nan, 2.0]]), torch.ones(2, dtype=torch.float64), "NaN", ValueError),
+        (to_torch_csr(poisson_2d(3)), torch.ones(8, dtype=torch.float64), "rows", ValueError),
+        (to_torch_csr(poisson_2d(3)), torch.tensor([np.nan] * 9, dtype=torch.float64), "NaN", ValueError),
+        (to_torch_csr(poisson_2d(3)), torch.ones(9, dtype=torch.float32), "dtype", TypeError),
+        (to_torch_csr(poisson_2d(3)), torch.ones(9, dtype=torch.complex128), "real", TypeError),
+        (torch.ones(2, 2, dtype=torch.complex128), torch.ones(2, dtype=torch.float64), "real", TypeError),
+        (torch.ones(2, 2, 2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), "2-D", ValueError),
+    ],
+)
+def test_torch_bad_input(A, b, match, exc):
+    with pytest.raises(exc, match=match):
+        cg(A, b)
+
+
+def test_torch_bad_preconditioners_and_x0():
+    A, b = _torch_system(4)
+    tA, tb = to_torch_csr(A), torch.from_numpy(b)
+    with pytest.raises(TypeError, match="ic0"):
+        cg(tA, tb, M="ic0")
+    with pytest.raises(TypeError, match="numpy"):
+        cg(tA, tb, M=LinearOperator(A.shape, matvec=lambda r: r, dtype=np.float64))
+    with pytest.raises(TypeError, match="numpy"):
+        cg(tA, tb, M=sp.identity(A.shape[0], format="csr"))
+    with pytest.raises(ValueError, match="M must match"):
+        cg(tA, tb, M=torch.eye(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="torch"):
+        cg(A, b, M=torch.eye(A.shape[0], dtype=torch.float64))
+    with pytest.raises(TypeError, match="built from a scipy matrix"):
+        cg(tA, tb, M=Jacobi(A))
+    with pytest.raises(TypeError, match="built from a scipy matrix"):
+        cg(tA, tb, M=IncompleteCholesky(A))
+    with pytest.raises(TypeError, match="built from a torch tensor"):
+        cg(A, b, M=Jacobi(tA))
+    x, res = cg(tA, tb, rtol=1e-10, M=Jacobi(tA))
+    assert res.converged and res.n_iter == cg(tA, tb, rtol=1e-10, M="jacobi")[1].n_iter
+    with pytest.raises(ValueError, match="x0"):
+        cg(tA, tb, x0=torch.ones(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="x0"):
+        cg(tA, tb, x0=torch.ones(A.shape[0], dtype=torch.float32))
+
+
+@pytest.mark.gpu
+def test_torch_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    A, b = _torch_system(64)
+    x_cpu, ref = cg(to_torch_csr(A), torch.from_numpy(b), rtol=1e-10, M="jacobi")
+    tA = to_torch_csr(A, device="cuda")
+    x, res = cg(tA, torch.from_numpy(b).cuda(), rtol=1e-10, M="jacobi")
+    assert x.device.type == "cuda" and res.converged
+    # Summation order differs between the kernels: iterations within a few.
+    assert abs(res.n_iter - ref.n_iter) <= 3
+    torch.testing.assert_close(x.cpu(), x_cpu, rtol=1e-8, atol=1e-8 * float(x_cpu.abs().max()))
+    with pytest.raises(ValueError, match="mismatched devices"):
+        cg(tA, torch.from_numpy(b))
+    B = A.tolil()
+    B[0, 1] = 3.0
+    with pytest.raises(ValueError, match="symmetric"):
+        cg(to_torch_csr(B.tocsr(), device="cuda"), torch.from_numpy(b).cuda())
