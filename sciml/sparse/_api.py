@@ -249,7 +249,7 @@ def _as_csr(A, *, fresh=False) -> _CSR:
         from . import _cuda as kernels
 
         with _device_context(ops["indptr"]):
-            first, nnz, longest_row = kernels.csr_summary(indptr_v, n_indices, _stream(ops["indptr"]),
+            first, nnz, longest_row = kernels.csr_summary(indptr_v, n_indices, lambda: _stream(ops["indptr"]),
                                                           refresh=fresh)
     else:
         first, nnz = int(indptr_v[0]), int(indptr_v[shape[0]])

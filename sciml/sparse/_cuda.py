@@ -350,7 +350,9 @@ def csr_summary(indptr, n_stored, stream=0, *, refresh=False):
     indptr : device array of int32 or int64, shape (n_rows + 1,)
     n_stored : int
         ``len(indices)``, part of the cache key.
-    stream : numba stream or 0
+    stream : numba stream, 0, or a callable returning one
+        A callable is called only on a cache miss (making a numba stream
+        object for the caller's torch or CuPy stream is not free).
     refresh : bool, default False
         Recompute (and re-cache) even if cached: for a full validation,
         which must not trust an entry another matrix left at this address.
@@ -363,6 +365,8 @@ def csr_summary(indptr, n_stored, stream=0, *, refresh=False):
     key = (_device_address(indptr), n_rows, n_stored)
     summary = None if refresh else _csr_summaries.get(key)
     if summary is None:
+        if callable(stream):
+            stream = stream()
         out = cuda.to_device(np.zeros(3, dtype=np.int64), stream=stream)
         _launch(_csr_summary_kernel, min(_blocks(n_rows), 1024), BLOCK, stream, indptr, out)
         host = out.copy_to_host(stream=stream)

@@ -238,9 +238,21 @@ def test_csr_summary_is_cached_per_matrix_in_a_bounded_cache(monkeypatch):
         assert _cuda.csr_summary(dA.indptr, nnz) == expected
         assert (_cuda._device_address(dA.indptr), n_rows, nnz) in _cuda._csr_summaries
     assert len(_cuda._csr_summaries) == 2  # the oldest entry went
-    # A second look-up is a dictionary hit: it launches nothing.
+    # A second look-up is a dictionary hit: it launches nothing and makes no stream.
+    kernel = _cuda._csr_summary_kernel
     monkeypatch.setattr(_cuda, "_csr_summary_kernel", None)
-    assert _cuda.csr_summary(matrices[-1].indptr, matrices[-1].indices.shape[0]) == expected
+
+    def no_stream():
+        raise AssertionError("a cache hit made a stream")
+
+    assert _cuda.csr_summary(matrices[-1].indptr, matrices[-1].indices.shape[0], no_stream) == expected
+    # On a miss a stream factory is called once, and the summary computed on its stream.
+    monkeypatch.setattr(_cuda, "_csr_summary_kernel", kernel)
+    made = []
+    dA = matrices[0]
+    assert _cuda.csr_summary(dA.indptr, dA.indices.shape[0], lambda: made.append(1) or 0, refresh=True) == (
+        0, dA.indices.shape[0], np.diff(dA.indptr.copy_to_host()).max())
+    assert made == [1]
 
 
 def test_padded_device_matrix_uses_indptr_like_the_cpu():
