@@ -34,7 +34,7 @@ import scipy.sparse as sp
 import torch
 
 from sciml._validation import as_real_tensor, check_positive_int, check_real
-from sciml.sparse import spmm, spmv, to_torch_csr
+from sciml.sparse import check_csr, spmm, spmv, to_torch_csr
 from sciml.threads import thread_limit
 
 __all__ = ["CGResult", "cg", "Jacobi", "IncompleteCholesky", "check_spd_matrix"]
@@ -87,15 +87,19 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
     symmetry_rtol : float, default=1e-10
         Largest ``|A - A^T|`` allowed, relative to ``max |A|``. For torch
         tensors the test is a probe with two random vectors ``v`` (fixed
-        seed): ``|(A - A^T) v|`` at most ``symmetry_rtol`` (or the rounding
-        of the two products, if larger) times ``|A| |v|``, row by row. It
-        finds any larger asymmetry with probability one.
+        seed), row by row: ``|(A - A^T) v|_i`` at most ``symmetry_rtol``
+        plus the rounding of the products (``(k_i + k'_i) eps`` for row i's
+        and column i's nonzero counts) times the larger of ``(|A| |v|)_i``
+        and ``(|A^T| |v|)_i``. An asymmetry that both vectors happen to miss
+        (a set of measure zero) passes; CG's true-residual test still stops
+        it from reporting a wrong solution as converged.
 
     Returns
     -------
     scipy.sparse.csr_array or torch.Tensor
         float64 (float32 kept), sorted indices; for a torch tensor a sparse
-        CSR tensor on its device (``A`` itself when it was one).
+        CSR tensor on its device (``A`` itself when it was a float CSR
+        tensor that does not require grad).
 
     Raises
     ------
@@ -123,6 +127,7 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
             A = A.astype(np.float64)
         else:
             raise TypeError(f"A must have a real float dtype, got {A.dtype}")
+    check_csr(A)  # out-of-range indices would make every later step read out of bounds
     if not np.all(np.isfinite(A.data)):
         raise ValueError("A contains NaN or infinity")
     A.sum_duplicates()
@@ -164,30 +169,37 @@ def _torch_diagonal(A):
     return diag.index_add_(0, rows[on_diagonal], values[on_diagonal])
 
 
-def _longest_row(A):
-    crow = A.crow_indices()
-    return int(crow.diff().max()) if A.shape[0] else 0
+def _asymmetry(A, values, symmetry_rtol, n_probes=2):
+    """Worst ``|(A v - A^T v)_i| / max((|A| |v|)_i, (|A^T| |v|)_i)`` over the rows beyond tolerance, else 0.
 
-
-def _asymmetry_probe(A, values, n_probes=2):
-    """``max_i |(A v - A^T v)_i| / (|A| |v|)_i`` over random probes v (fixed seed).
-
-    Zero for a symmetric matrix up to the rounding of the two sums, which is
-    at most ``2 k u`` of ``(|A| |v|)_i`` for rows of ``k`` nonzeros and unit
-    roundoff ``u``; any larger asymmetry shows with probability one. Costs
-    three sparse products, where an exact ``A - A^T`` would sort all nonzeros.
+    For a symmetric matrix the two products differ only by the rounding of
+    their sums, at most ``(k_i + k'_i) u`` of that scale for row i's and
+    column i's nonzero counts and unit roundoff ``u``; the tolerance allows
+    twice that (``eps = 2 u``) plus ``symmetry_rtol``. Costs a handful of
+    sparse products, where an exact ``A - A^T`` would sort every nonzero.
     """
     if values.numel() == 0:
         return 0.0
-    generator = torch.Generator(device=A.device).manual_seed(0)
-    v = torch.randn(A.shape[0], n_probes, generator=generator, dtype=A.dtype, device=A.device)
-    difference = spmm(A, v) - spmm(A, v, transpose=True)
-    scale = spmm(A, v.abs(), values=values.abs())
-    return float((difference.abs() / scale.clamp_min(torch.finfo(A.dtype).tiny)).max())
+    n, dtype, device = A.shape[0], A.dtype, A.device
+    magnitude = values.abs()
+    top = magnitude.max()
+    unit, unit_magnitude = values / top, magnitude / top  # |products| <= 6 k: no overflow
+    generator = torch.Generator(device=device).manual_seed(0)
+    v = torch.randn(n, n_probes, generator=generator, dtype=dtype, device=device)
+    gap = (spmm(A, v, values=unit) - spmm(A, v, transpose=True, values=unit)).abs()
+    v = v.abs()
+    scale = torch.maximum(spmm(A, v, values=unit_magnitude), spmm(A, v, transpose=True, values=unit_magnitude))
+    counts = A.crow_indices().diff().to(dtype) + spmv(
+        A, torch.ones(n, dtype=dtype, device=device), transpose=True, values=torch.ones_like(values))
+    allowed = (symmetry_rtol + counts.unsqueeze(1) * torch.finfo(dtype).eps) * scale
+    ratio = gap / scale.clamp_min(torch.finfo(dtype).tiny)
+    return float(torch.where(gap > allowed, ratio, 0).max())
 
 
 def _check_spd_tensor(A, symmetry_rtol):
     """check_spd_matrix for a torch tensor, on its device; returns a sparse CSR tensor."""
+    if A.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"A is on device {A.device}; the solvers run on CPU and CUDA devices")
     if A.dim() != 2:
         raise ValueError(f"A must be a 2-D matrix, got shape {tuple(A.shape)}")
     if A.shape[0] != A.shape[1]:
@@ -202,11 +214,17 @@ def _check_spd_tensor(A, symmetry_rtol):
         if A.layout not in (torch.strided, torch.sparse_coo):
             raise TypeError(f"A must be a dense, sparse CSR or sparse COO tensor, got layout {A.layout}")
         A = A.to_sparse_csr()
+    check_csr(A)  # out-of-range indices would make every later step read out of bounds
     values = A.values()
+    if values.shape[0] != int(A.crow_indices()[-1]):
+        raise ValueError(
+            f"A stores {values.shape[0]} values but crow_indices[-1] = {int(A.crow_indices()[-1])}: "
+            "not a valid torch CSR tensor"
+        )
     if not bool(torch.isfinite(values).all()):
         raise ValueError("A contains NaN or infinity")
-    ratio = _asymmetry_probe(A, values)
-    if ratio > max(symmetry_rtol, 2 * _longest_row(A) * torch.finfo(A.dtype).eps):
+    ratio = _asymmetry(A, values, symmetry_rtol)
+    if ratio > 0:
         raise ValueError(
             f"A is not symmetric: |(A - A^T) v| reaches {ratio:.3g} times |A| |v| for a random v; "
             "CG needs a symmetric positive definite matrix"
@@ -227,7 +245,7 @@ class Jacobi:
 
     def __init__(self, A):
         if isinstance(A, torch.Tensor):
-            diag = _torch_diagonal(A if A.layout == torch.sparse_csr else A.to_sparse_csr())
+            diag = _torch_diagonal(A if A.layout == torch.sparse_csr else A.to_sparse_csr()).detach()
             valid = bool(((diag > 0) & torch.isfinite(diag)).all())
         else:
             diag = np.asarray(sp.csr_array(A).diagonal(), dtype=np.float64)
@@ -400,6 +418,13 @@ def _as_preconditioner(M, A):
                 f"M is a {type(M).__name__} built from {built} but the system is {system}; "
                 "build it from the same kind of matrix, or pass M='jacobi'"
             )
+        if on_torch:
+            d = M.inverse_diagonal
+            if tuple(d.shape) != (A.shape[0],) or d.dtype != A.dtype or d.device != A.device:
+                raise ValueError(
+                    f"M is a Jacobi preconditioner of {tuple(d.shape)} {d.dtype} on {d.device}, "
+                    f"but A is {tuple(A.shape)} {A.dtype} on {A.device}"
+                )
         return M
     if callable(M) and not hasattr(M, "matvec"):
         return M
@@ -420,18 +445,23 @@ def _as_preconditioner(M, A):
 def _prepare_torch(A, b, x0):
     """The system on torch's side: (A as sparse CSR, b, x) on one device, in one dtype.
 
-    The device and dtype are b's when b is a tensor (an integer b computes in
-    float64), else A's; a scipy or numpy ``A`` is checked on the host and
-    copied there.
+    The device is that of the first tensor among b, A and x0; the dtype is
+    b's if b is a float tensor, else A's if A is one, else float64. Arrays
+    are converted; tensors must already match (no silent moves or casts).
+    A scipy or numpy ``A`` is checked on the host and copied to the device.
     """
-    like = b if isinstance(b, torch.Tensor) else A
-    device = like.device
-    if isinstance(A, torch.Tensor) and A.device != device:
-        raise ValueError(f"A is on {A.device} but b is on {device}: mismatched devices; move one of them")
-    if isinstance(b, torch.Tensor):
-        dtype = b.dtype if b.dtype in (torch.float32, torch.float64) else torch.float64
-    else:
-        dtype = A.dtype if A.dtype in (torch.float32, torch.float64) else torch.float64
+    tensors = {name: v for name, v in (("b", b), ("A", A), ("x0", x0)) if isinstance(v, torch.Tensor)}
+    device = next(iter(tensors.values())).device
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"the system is on device {device}; the solvers run on CPU and CUDA devices")
+    for name, v in tensors.items():
+        if v.device != device:
+            first = next(iter(tensors))
+            raise ValueError(f"{name} is on {v.device} but {first} is on {device}: mismatched devices; move one")
+    floats = [v.dtype for v in (b, A) if isinstance(v, torch.Tensor) and v.dtype in (torch.float32, torch.float64)]
+    dtype = floats[0] if floats else torch.float64
+    if isinstance(A, torch.Tensor) and A.dtype != dtype and not (A.is_floating_point() or A.is_complex()):
+        A = A.to(dtype)  # an integer matrix takes b's dtype, as an integer b takes A's
     A = check_spd_matrix(A)
     if isinstance(A, torch.Tensor):
         if A.dtype != dtype:
@@ -441,12 +471,18 @@ def _prepare_torch(A, b, x0):
     n = A.shape[0]
 
     def vector(v, name):
-        t, _ = as_real_tensor(v, name, ndims=(1, 2), expected=f"a vector of {n} entries", device=device)
+        if isinstance(v, torch.Tensor):
+            if v.layout != torch.strided:
+                raise TypeError(f"{name} must be a dense tensor, got layout {v.layout}")
+            if v.is_floating_point() and v.dtype != dtype:
+                raise TypeError(f"{name} has dtype {v.dtype} but the system is {dtype}; cast it explicitly")
+        # as_real_tensor casts arrays and integers to the system's dtype and
+        # refuses NaN, inf and values the cast overflows.
+        t, _ = as_real_tensor(v, name, ndims=(1, 2), expected=f"a vector of {n} entries", dtype=dtype,
+                              device=device)
         if t.numel() != n:
             raise ValueError(f"{name} has {t.numel()} entries (shape {tuple(t.shape)}); the system has {n} rows")
-        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but the system is {dtype}; cast it explicitly")
-        return t.to(dtype).reshape(n)
+        return t.reshape(n)
 
     b = vector(b, "b").contiguous()
     x = torch.zeros(n, dtype=dtype, device=device) if x0 is None else vector(x0, "x0").clone()
@@ -463,13 +499,16 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
         A torch tensor (sparse CSR, COO or dense) is checked and used on its
         device.
     b : array_like or torch.Tensor of shape (n,)
-        With a torch tensor (or a torch ``A``) the iteration runs in torch on
-        the tensors' device, in b's dtype (float32 or float64), and ``x`` is
-        returned as a tensor there. A scipy ``A`` is then checked on the host
-        and copied to the device on every call: pass it as a torch sparse
-        CSR tensor (:func:`sciml.sparse.to_torch_csr`) to solve repeatedly.
+        If ``b``, ``A`` or ``x0`` is a torch tensor, the iteration runs in
+        torch on the tensors' device (all tensors on one device), in b's
+        dtype if it is a float tensor, else A's (float32 or float64), and
+        ``x`` is returned as a tensor there. Arrays are converted; tensors
+        of another float dtype are refused. A scipy ``A`` is then checked on
+        the host and copied to the device on every call: pass it as a torch
+        sparse CSR tensor (:func:`sciml.sparse.to_torch_csr`) to solve
+        repeatedly.
     x0 : array_like or torch.Tensor of shape (n,), optional
-        Starting guess (default zeros).
+        Starting guess (default zeros); not modified.
     rtol, atol : float, default 1e-5 and 0.0
         Stop when ``||b - A x|| <= max(rtol * ||b||, atol)`` (scipy's rule),
         checked on the true residual.
@@ -492,9 +531,15 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
 
     Notes
     -----
-    On a GPU each iteration reads two scalars back to the host (``p^T A p``
-    for the breakdown test and ``||r||`` for the stopping test; three with a
-    preconditioner), which synchronises the device.
+    On torch tensors the iteration runs without autograd on ``b / ||b||``
+    (``||b||`` taken in float64) so that float32 dot products neither
+    underflow nor overflow; ``x``, the residual norms and the callback's
+    ``xk`` are scaled back. In float32 the true residual cannot fall much
+    below ``eps * cond(A) * ||b||``: a smaller ``rtol`` ends at ``maxiter``,
+    reported as not converged. On a GPU each iteration reads two scalars
+    back to the host (``p^T A p`` for the breakdown test and ``||r||`` for
+    the stopping test; three with a preconditioner), which synchronises
+    the device.
 
     Examples
     --------
@@ -513,22 +558,35 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
     >>> type(x).__name__, res.converged
     ('Tensor', True)
     """
-    if isinstance(A, torch.Tensor) or isinstance(b, torch.Tensor):
+    rtol = check_real("rtol", rtol, positive=False)
+    atol = check_real("atol", atol, positive=False)
+    if any(isinstance(v, torch.Tensor) for v in (A, b, x0)):
         A, b, x = _prepare_torch(A, b, x0)
+        # Iterate on b / ||b||: float32 dot products of b-sized vectors
+        # underflow or overflow at everyday scales (entries near 1e-20 or
+        # 1e19), which would fake convergence. The norm is taken in float64.
+        scale = float(torch.linalg.vector_norm(b, dtype=torch.float64))
+        scale = scale if 0 < scale < math.inf else 1.0
+        tolerance = max(rtol * scale, atol)
+        b, x = b / scale, x / scale
+        scaled_callback = callback if callback is None or scale == 1.0 else (lambda xk: callback(xk * scale))
+        maxiter = 10 * A.shape[0] if maxiter is None else check_positive_int("maxiter", maxiter)
+        precond = _as_preconditioner(M, A)
+        with thread_limit(n_threads), torch.no_grad():
+            x, history, reason, n_iter = _cg_loop(A, b, x, precond, tolerance / scale, maxiter, scaled_callback)
+            x = x * scale if scale != 1.0 else x
+        history = [h * scale for h in history]
     else:
         A = check_spd_matrix(A)
         n = A.shape[0]
         b = _check_vector(b, n, "b")
         x = np.zeros(n) if x0 is None else _check_vector(x0, n, "x0", copy=True)
         A = A if A.dtype == np.float64 else A.astype(np.float64)
-    rtol = check_real("rtol", rtol, positive=False)
-    atol = check_real("atol", atol, positive=False)
-    maxiter = 10 * A.shape[0] if maxiter is None else check_positive_int("maxiter", maxiter)
-    precond = _as_preconditioner(M, A)
-    tolerance = max(rtol * _norm(b), atol)
-
-    with thread_limit(n_threads):
-        x, history, reason, n_iter = _cg_loop(A, b, x, precond, tolerance, maxiter, callback)
+        maxiter = 10 * n if maxiter is None else check_positive_int("maxiter", maxiter)
+        precond = _as_preconditioner(M, A)
+        tolerance = max(rtol * _norm(b), atol)
+        with thread_limit(n_threads):
+            x, history, reason, n_iter = _cg_loop(A, b, x, precond, tolerance, maxiter, callback)
     return x, CGResult(
         converged=reason == "converged",
         n_iter=n_iter,
@@ -547,6 +605,8 @@ def _cg_loop(A, b, x, precond, tolerance, maxiter, callback):
     """CG on numpy arrays or torch tensors: only ``@``, ``+``, ``*`` and in-place updates."""
     r = b - spmv(A, x)
     history = [_norm(r)]
+    if not math.isfinite(history[0]):
+        return x, history, "breakdown: the initial residual is not finite (the values overflow the dtype)", 0
     if history[0] <= tolerance:
         return x, history, "converged", 0
     z = precond(r) if precond is not None else r

@@ -341,3 +341,93 @@ def test_torch_cuda_matches_cpu():
     B[0, 1] = 3.0
     with pytest.raises(ValueError, match="symmetric"):
         cg(to_torch_csr(B.tocsr(), device="cuda"), torch.from_numpy(b).cuda())
+
+
+@pytest.mark.parametrize("scale", [1e-24, 1e-20, 1e19])
+def test_torch_float32_is_scale_invariant(scale):
+    # Unscaled float32 dot products underflow (1e-20) or overflow (1e19) here
+    # and would fake convergence; the solve runs on b / ||b||.
+    A, b = _torch_system(16)
+    b32 = torch.from_numpy(b).float() * scale
+    x, res = cg(to_torch_csr(A.astype(np.float32)), b32, rtol=1e-5)
+    assert res.converged and res.n_iter > 10
+    true = np.linalg.norm(b32.double().numpy() - A @ x.double().numpy())
+    assert true <= 1.01e-5 * np.linalg.norm(b32.double().numpy())
+    assert res.tolerance == pytest.approx(1e-5 * np.linalg.norm(b32.double().numpy()), rel=1e-6)
+    assert res.residual_norms[-1] == pytest.approx(true, rel=1e-2)
+
+
+def test_overflowing_right_hand_sides_are_not_converged():
+    A, b = _torch_system(4)
+    with pytest.raises(ValueError, match="too large"):  # a float64 array cast to a float32 system
+        cg(to_torch_csr(A.astype(np.float32)), b * 1e39)
+    with np.errstate(over="ignore"):
+        x, res = cg(A, b * 1e200)  # float64: ||b|| overflows
+    assert not res.converged and "not finite" in res.reason
+
+
+def test_torch_solve_keeps_no_autograd_graph():
+    A, b = _torch_system(8)
+    weight = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+    x, res = cg(to_torch_csr(A), torch.from_numpy(b), rtol=1e-8, M=lambda r: weight * r)
+    assert res.converged and not x.requires_grad
+    x, res = cg(to_torch_csr(A), torch.from_numpy(b), x0=torch.zeros(A.shape[0], dtype=torch.float64,
+                                                                    requires_grad=True))
+    assert res.converged and not x.requires_grad
+
+
+def test_torch_symmetry_probe_edge_cases():
+    # Overflowing magnitudes: an asymmetric matrix is still refused (no NaN slips through).
+    for dtype, big in ((torch.float64, 1e308), (torch.float32, 3e38)):
+        with pytest.raises(ValueError, match="symmetric"):
+            check_spd_matrix(torch.tensor([[big, big], [0.0, big]], dtype=dtype).to_sparse_csr())
+    # One long row does not loosen the test on the other rows (float32).
+    A = poisson_2d(100).tolil().astype(np.float32)
+    A[0, :] = -1e-3
+    A[:, 0] = -1e-3
+    A[0, 0] = 100.0
+    A = A.tocsr()
+    check_spd_matrix(to_torch_csr(A))
+    skewed = A.tolil()
+    skewed[5000, 5001] *= 1.001
+    with pytest.raises(ValueError, match="symmetric"):
+        check_spd_matrix(to_torch_csr(skewed.tocsr()))
+    # Duplicates that cancel in one triangle only: symmetric once summed, as scipy sums them.
+    uneven = torch.sparse_csr_tensor(torch.tensor([0, 2, 5]), torch.tensor([0, 1, 0, 0, 1]),
+                                     torch.tensor([4.0, 1.0, 1e10, 1 - 1e10, 4.0], dtype=torch.float64),
+                                     size=(2, 2), check_invariants=False)
+    assert check_spd_matrix(uneven) is uneven
+    check_spd_matrix(sp.csr_array((uneven.values().numpy(), uneven.col_indices().numpy(),
+                                   uneven.crow_indices().numpy()), shape=(2, 2)))
+
+
+def test_corrupt_structure_is_an_error_not_a_crash():
+    A = poisson_2d(4)
+    corrupt = A.copy()
+    corrupt.indices[3] = 4_000_000
+    with pytest.raises(ValueError, match="indices must lie"):
+        cg(corrupt, np.ones(A.shape[0]))
+    tensor = torch.sparse_csr_tensor(torch.from_numpy(corrupt.indptr), torch.from_numpy(corrupt.indices),
+                                     torch.from_numpy(corrupt.data), size=corrupt.shape, check_invariants=False)
+    with pytest.raises(ValueError, match="indices must lie"):
+        cg(tensor, torch.ones(A.shape[0], dtype=torch.float64))
+
+
+def test_torch_input_rules():
+    A, b = _torch_system(6)
+    tA = to_torch_csr(A)
+    # Any tensor among A, b, x0 selects torch; the dtype is b's, else A's.
+    x, res = cg(A, b, x0=torch.zeros(A.shape[0], dtype=torch.float64), rtol=1e-8)
+    assert isinstance(x, torch.Tensor) and res.converged
+    x, _ = cg(to_torch_csr(A.astype(np.float32)), b, rtol=1e-4)
+    assert x.dtype == torch.float32
+    x, _ = cg(torch.tensor([[2, -1], [-1, 2]]), torch.ones(2, dtype=torch.float32))
+    assert x.dtype == torch.float32  # an integer A takes b's dtype
+    with pytest.raises(ValueError, match="Jacobi preconditioner"):
+        cg(to_torch_csr(A.astype(np.float32)), torch.from_numpy(b).float(), M=Jacobi(tA))
+    with pytest.raises(ValueError, match="Jacobi preconditioner"):
+        cg(tA, torch.from_numpy(b), M=Jacobi(to_torch_csr(poisson_2d(3))))
+    with pytest.raises(TypeError, match="dense tensor"):
+        cg(tA, torch.from_numpy(b).to_sparse())
+    with pytest.raises(ValueError, match="CPU and CUDA"):
+        cg(tA.to("meta"), torch.ones(A.shape[0], dtype=torch.float64, device="meta"))

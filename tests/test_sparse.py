@@ -479,6 +479,17 @@ def test_structure_checks():
                            copy=False)
     with pytest.raises(ValueError, match="non-decreasing"):
         check_csr(bad_ptr)
+    # Torch tensors are checked with torch reductions (on their device); same verdicts.
+    for matrix, fails in ((good, None), (bad_index, "indices must lie"), (negative, "indices must lie"),
+                          (bad_ptr, "non-decreasing")):
+        tensor = torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr), torch.from_numpy(matrix.indices),
+                                         torch.from_numpy(matrix.data), size=matrix.shape, check_invariants=False)
+        if fails is None:
+            check_csr(tensor)
+        else:
+            with pytest.raises(ValueError, match=fails):
+                check_csr(tensor)
+    check_csr(to_torch_csr(sp.csr_array((3, 4))))  # no nonzeros
     short = sp.csr_array((np.ones(3), np.array([0, 0, 0]), np.array([0, 1, 2, 3])), shape=(3, 1))
     short.indptr[-1] = 5  # claims more nonzeros than stored
     with pytest.raises(ValueError, match="does not match len"):

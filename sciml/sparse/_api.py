@@ -288,7 +288,8 @@ def check_csr(A):
     sources: out-of-range column indices or decreasing row pointers make
     the kernels read (and, for transposed products, write) out of bounds,
     which gives garbage or crashes the process.
-    Matrices on a GPU are copied to the host for the check.
+    Torch tensors are checked on their device (one synchronisation); other
+    matrices on a GPU are copied to the host for the check.
 
     Unsorted and duplicate column indices are valid: the products sum
     duplicates, like scipy.
@@ -303,11 +304,17 @@ def check_csr(A):
         Naming the first problem found.
     """
     csr = _as_csr(A, fresh=True)
-    indptr, indices = _to_host(csr.indptr), _to_host(csr.indices)
-    if csr.shape[0] and np.any(np.diff(indptr) < 0):
+    if isinstance(A, torch.Tensor):
+        crow, col = A.crow_indices(), A.col_indices()[: csr.nnz]
+        lo, hi = torch.aminmax(col) if csr.nnz else (crow.new_zeros(()), crow.new_zeros(()))
+        decreasing, lo, hi = torch.stack([(crow.diff() < 0).any().to(lo.dtype), lo, hi]).tolist()
+    else:
+        indptr, indices = _to_host(csr.indptr), _to_host(csr.indices)
+        decreasing = csr.shape[0] and np.any(np.diff(indptr) < 0)
+        lo, hi = (int(indices.min()), int(indices.max())) if csr.nnz else (0, 0)
+    if decreasing:
         raise ValueError("A.indptr must be non-decreasing")
     if csr.nnz:
-        lo, hi = int(indices.min()), int(indices.max())
         if lo < 0 or hi >= csr.shape[1]:
             raise ValueError(f"A.indices must lie in [0, {csr.shape[1]}), found values in [{lo}, {hi}]")
 
