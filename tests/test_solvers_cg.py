@@ -332,9 +332,13 @@ def test_torch_cuda_matches_cpu():
     tA = to_torch_csr(A, device="cuda")
     x, res = cg(tA, torch.from_numpy(b).cuda(), rtol=1e-10, M="jacobi")
     assert x.device.type == "cuda" and res.converged
-    # Summation order differs between the kernels: iterations within a few.
+    # Summation order differs between the kernels: iterations within a few,
+    # the true residual on target, and the solutions as close as the
+    # tolerance allows (||x - x*|| <= cond(A) * 1e-10 * ||x*||, cond ~ 1.7e3).
     assert abs(res.n_iter - ref.n_iter) <= 3
-    torch.testing.assert_close(x.cpu(), x_cpu, rtol=1e-8, atol=1e-8 * float(x_cpu.abs().max()))
+    x_gpu = x.cpu().numpy()
+    assert np.linalg.norm(b - A @ x_gpu) <= 1.0001e-10 * np.linalg.norm(b)
+    assert np.linalg.norm(x_gpu - x_cpu.numpy()) <= 1e-6 * np.linalg.norm(x_cpu.numpy())
     with pytest.raises(ValueError, match="mismatched devices"):
         cg(tA, torch.from_numpy(b))
     B = A.tolil()
