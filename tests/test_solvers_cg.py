@@ -435,3 +435,38 @@ def test_torch_input_rules():
         cg(tA, torch.from_numpy(b).to_sparse())
     with pytest.raises(ValueError, match="CPU and CUDA"):
         cg(tA.to("meta"), torch.ones(A.shape[0], dtype=torch.float64, device="meta"))
+
+
+def test_drifted_recurrence_restarts_and_converges_in_float32():
+    # At 256^2 in float32 the recurrence reaches rtol=1e-5 at iteration ~547
+    # while the true residual is ~3.5e-5; restarting from x converges two
+    # iterations later (continuing with the stale direction instead wandered
+    # near 8e-5 for all of maxiter = 10 n iterations).
+    A = poisson_2d(256)
+    b = _rhs(A.shape[0], 0)
+    b32 = torch.from_numpy(b).float()
+    _, ref = cg(A, b, rtol=1e-5)
+    x, res = cg(to_torch_csr(A.astype(np.float32)), b32, rtol=1e-5, maxiter=2000)
+    assert res.converged and res.n_iter <= 1.1 * ref.n_iter
+    b32_64 = b32.double().numpy()
+    assert np.linalg.norm(b32_64 - A @ x.double().numpy()) <= 1.01e-5 * np.linalg.norm(b32_64)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 1e-7), ("float64", 1e-17)])
+def test_unattainable_tolerance_stops_as_stagnation(dtype, rtol):
+    A = poisson_2d(128)
+    b = _rhs(A.shape[0], 1)
+    _, ref = cg(A, b, rtol=1e-6 if dtype == "float32" else 1e-12)
+    if dtype == "float32":
+        x, res = cg(to_torch_csr(A.astype(np.float32)), torch.from_numpy(b).float(), rtol=rtol)
+        x = x.double().numpy()
+        floor = 1e-5
+    else:
+        x, res = cg(A, b, rtol=rtol)
+        floor = 1e-13
+    assert not res.converged and res.reason.startswith("stagnation")
+    assert ("or float64" in res.reason) == (dtype == "float32") and dtype in res.reason
+    # Stopped within a few restarts of the attainable accuracy, not after maxiter = 10 n.
+    assert res.n_iter <= 3 * ref.n_iter
+    assert np.linalg.norm(b - A @ x) <= floor * np.linalg.norm(b)
+    assert res.residual_norms[-1] > res.tolerance
