@@ -25,9 +25,8 @@ flagged ``converged=False`` with the reason, never a silent wrong answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import math
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -140,17 +139,13 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
     scale = float(np.abs(A.data).max()) if A.nnz else 0.0
     asym = A - A.T
     gap = float(np.abs(asym.data).max()) if asym.nnz else 0.0
-    _check_symmetry_gap(gap, scale, symmetry_rtol)
-    _check_diagonal(A.diagonal())
-    return A
-
-
-def _check_symmetry_gap(gap, scale, symmetry_rtol):
     if gap > symmetry_rtol * max(scale, np.finfo(np.float64).tiny):
         raise ValueError(
             f"A is not symmetric: max |A - A^T| = {gap:.3g} (relative {gap / scale:.3g}); "
             "CG needs a symmetric positive definite matrix"
         )
+    _check_diagonal(A.diagonal())
+    return A
 
 
 def _check_diagonal(diag):
@@ -220,11 +215,10 @@ def _check_spd_tensor(A, symmetry_rtol):
             raise TypeError(f"A must be a dense, sparse CSR or sparse COO tensor, got layout {A.layout}")
         A = A.to_sparse_csr()
     check_csr(A)  # out-of-range indices would make every later step read out of bounds
-    values = A.values()
-    if values.shape[0] != int(A.crow_indices()[-1]):
+    values, nnz = A.values(), int(A.crow_indices()[-1])
+    if values.shape[0] != nnz:
         raise ValueError(
-            f"A stores {values.shape[0]} values but crow_indices[-1] = {int(A.crow_indices()[-1])}: "
-            "not a valid torch CSR tensor"
+            f"A stores {values.shape[0]} values but crow_indices[-1] = {nnz}: not a valid torch CSR tensor"
         )
     if not bool(torch.isfinite(values).all()):
         raise ValueError("A contains NaN or infinity")
@@ -617,8 +611,8 @@ def _norm(v):
     return math.sqrt(float(v @ v))
 
 
-# Stop after this many true-residual checks in a row that fail without
-# halving the best true residual seen: the attainable accuracy is reached.
+# Stop after this many failed true-residual checks in a row without progress
+# (see _cg_loop): the attainable accuracy is reached.
 _STAGNANT_CHECKS = 3
 
 
