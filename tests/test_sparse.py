@@ -151,6 +151,7 @@ def test_transposed_products_use_several_buffers_correctly(monkeypatch):
     from sciml.sparse import _cpu
 
     monkeypatch.setattr(_cpu, "num_threads", lambda: 7)
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", 0)
     A = data.power_law_csr(3000, random_state=5)
     rng = np.random.default_rng(2)
     z, Z = rng.standard_normal(3000), rng.standard_normal((3000, 4))
@@ -164,11 +165,49 @@ def test_transposed_scratch_is_capped(monkeypatch):
     from sciml.sparse import _api, _cpu
 
     monkeypatch.setattr(_cpu, "num_threads", lambda: 8)
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", 0)
     monkeypatch.setattr(_api, "_SCRATCH_BUDGET_BYTES", 1)
     A = data.random_csr(500, 400, nnz_per_row=3, random_state=6)
     assert _api._scratch_chunks(_api._as_csr(A), 64, 8) < 8
     Z = np.random.default_rng(3).standard_normal((500, 64))
     assert_close(spmm(A, Z, transpose=True), A.T @ Z, np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("matrix", ["random", "power_law", "empty_rows"])
+def test_serial_and_parallel_kernels_agree_with_scipy(monkeypatch, matrix, dtype):
+    """Small products run serially (below _cpu.SERIAL_WORK): both paths, every product."""
+    from sciml.sparse import _cpu
+
+    if matrix == "random":
+        A = data.random_csr(300, 200, nnz_per_row=5, random_state=7, dtype=dtype)
+    elif matrix == "power_law":
+        A = data.power_law_csr(400, random_state=8).astype(dtype)
+    else:
+        A = data.random_csr(300, 200, nnz_per_row=5, random_state=9, dtype=dtype).tolil()
+        A[::3] = 0
+        A = sp.csr_array(A)
+    rng = np.random.default_rng(10)
+    x, z = rng.standard_normal(A.shape[1]).astype(dtype), rng.standard_normal(A.shape[0]).astype(dtype)
+    X, Z = rng.standard_normal((A.shape[1], 3)).astype(dtype), rng.standard_normal((A.shape[0], 3)).astype(dtype)
+    expected = [A @ x, A.T @ z, A @ X, A.T @ Z]
+    results = {}
+    for path, serial_work in (("serial", 10**12), ("parallel", 0)):
+        monkeypatch.setattr(_cpu, "SERIAL_WORK", serial_work)
+        monkeypatch.setattr(_cpu, "num_threads", lambda: 3)  # uneven chunks, whatever this machine has
+        results[path] = [spmv(A, x), rspmv(A, z), spmm(A, X), spmm(A, Z, transpose=True)]
+        for got, want in zip(results[path], expected):
+            assert got.dtype == dtype
+            assert_close(got, want, dtype)
+        # the values gradient of <G, A X> goes through the SDDMM kernel
+        values = torch.from_numpy(A.data.copy()).requires_grad_(True)
+        G = torch.from_numpy(rng.standard_normal((A.shape[0], 3)).astype(dtype))
+        (spmm(to_torch_csr(A), torch.from_numpy(X), values=values) * G).sum().backward()
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        want = np.einsum("jk,jk->j", G.numpy()[rows], X[A.indices])
+        assert_close(values.grad.numpy(), want, dtype)
+    for a, b in zip(results["serial"], results["parallel"]):
+        assert_close(a, b, dtype)
 
 
 @pytest.mark.parametrize("shape", [(1, 7), (7, 1), (1, 1)])
@@ -235,6 +274,8 @@ def test_torch_and_scipy_inputs_reach_the_kernel_zero_copy(monkeypatch):
         return real(indptr, indices, data, x, y, bounds, zero)
 
     monkeypatch.setattr(_cpu, "csr_spmv", spy)
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", 0)  # the parallel kernel, even for this small matrix
+    monkeypatch.setattr(_cpu, "num_threads", lambda: 2)
     A = data.poisson_2d(5)
     tA = to_torch_csr(A)
     x = torch.ones(25, dtype=torch.float64)

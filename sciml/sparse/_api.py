@@ -448,17 +448,63 @@ def _product_cpu(csr, dense, out, transpose):
         return
     indptr, indices = _unsigned_structure(csr)
     zero = csr.dtype.type(0)
+    row_elems = 1 if dense.ndim == 1 else dense.shape[1]
+    if _cpu.is_serial(csr.nnz * row_elems):
+        kernels = {(False, 1): _cpu.csr_spmv_serial, (False, 2): _cpu.csr_spmm_serial,
+                   (True, 1): _cpu.csr_rspmv_serial, (True, 2): _cpu.csr_rspmm_serial}
+        kernels[transpose, dense.ndim](indptr, indices, csr.data, dense, out, zero)
+        return
     n_threads = _cpu.num_threads()
     if not transpose:
         bounds = _cpu.row_partition(csr.indptr, n_threads)
         kernel = _cpu.csr_spmv if dense.ndim == 1 else _cpu.csr_spmm
         kernel(indptr, indices, csr.data, dense, out, bounds, zero)
         return
-    row_elems = 1 if dense.ndim == 1 else dense.shape[1]
     bounds = _cpu.row_partition(csr.indptr, _scratch_chunks(csr, row_elems, n_threads))
     scratch = np.empty((bounds.shape[0] - 2,) + out.shape, dtype=csr.dtype)
     kernel = _cpu.csr_rspmv if dense.ndim == 1 else _cpu.csr_rspmm
     kernel(indptr, indices, csr.data, dense, out, bounds, zero, scratch)
+
+
+class HostOperator:
+    """A host CSR matrix prepared once for the many products of an iterative solver.
+
+    :func:`spmv` validates and views ``A`` on every call (about 15 us, more
+    than the product itself on small systems); a solver loop validates once
+    here and then calls the kernel directly.  The operand is trusted: the
+    caller passes C-contiguous vectors of A's dtype and the right length.
+
+    Parameters
+    ----------
+    A : scipy.sparse CSR array/matrix on the host, float32 or float64
+    """
+
+    def __init__(self, A):
+        csr = _as_csr(A)
+        if csr.backend != "cpu":
+            raise ValueError("HostOperator needs a matrix on the host")
+        self.shape, self.dtype, self.nnz = csr.shape, csr.dtype, csr.nnz
+        self._indptr, self._indices = _unsigned_structure(csr)
+        self._data, self._zero = csr.data, csr.dtype.type(0)
+        self._serial = _cpu.is_serial(csr.nnz)
+        self._bounds = None if self._serial else _cpu.row_partition(csr.indptr, _cpu.num_threads())
+
+    def matvec(self, x, out=None):
+        """``A @ x`` into ``out`` (allocated if None)."""
+        out = np.empty(self.shape[0], dtype=self.dtype) if out is None else out
+        if self._serial:
+            _cpu.csr_spmv_serial(self._indptr, self._indices, self._data, x, out, self._zero)
+        else:
+            _cpu.csr_spmv(self._indptr, self._indices, self._data, x, out, self._bounds, self._zero)
+        return out
+
+    def matvec_dot(self, x, out):
+        """``out = A @ x`` and ``x . out`` from one pass over A (square A only)."""
+        if self.shape[0] != self.shape[1]:
+            raise ValueError(f"matvec_dot needs a square matrix, got shape {self.shape}")
+        if self._serial:
+            return float(_cpu.csr_spmv_dot_serial(self._indptr, self._indices, self._data, x, out, self._zero))
+        return float(_cpu.csr_spmv_dot(self._indptr, self._indices, self._data, x, out, self._bounds, self._zero))
 
 
 def _product(csr, dense, out, transpose, op):
@@ -498,8 +544,12 @@ def _values_grad(csr, left, right, out, stream):
         return
     if csr.nnz:
         indptr, indices = _unsigned_structure(csr)
-        bounds = _cpu.row_partition(csr.indptr, _cpu.num_threads())
-        _cpu.csr_sddmm(indptr, indices, left, right, out, bounds, csr.dtype.type(0))
+        zero = csr.dtype.type(0)
+        if _cpu.is_serial(csr.nnz * left.shape[1]):
+            _cpu.csr_sddmm_serial(indptr, indices, left, right, out, zero)
+        else:
+            bounds = _cpu.row_partition(csr.indptr, _cpu.num_threads())
+            _cpu.csr_sddmm(indptr, indices, left, right, out, bounds, zero)
 
 
 class _CSRProduct(torch.autograd.Function):

@@ -29,6 +29,10 @@ from numba import njit, prange
 _FASTMATH = {"reassoc", "contract"}
 _OPTS = dict(cache=True, nogil=True, fastmath=_FASTMATH)
 
+# Products with fewer multiply-adds than this (nnz times the dense operand's
+# columns) run serially; measured on 2 cores, see the module docstring.
+SERIAL_WORK = 32768
+
 
 @njit(cache=True, nogil=True)
 def row_partition(indptr, n_chunks):
@@ -58,15 +62,67 @@ def row_partition(indptr, n_chunks):
     return bounds
 
 
+# Each product is written once, over a range of rows (or of output rows for the
+# transposed products' reduction), as an inlined serial function; the
+# parallel kernel runs it per row chunk under ``prange`` and the serial kernel
+# over all rows.  Small products take the serial kernel (see
+# ``SERIAL_WORK``): a parallel region costs microseconds to start and, on a
+# busy machine, far more when a worker thread is descheduled at the barrier.
+
+
+@njit(inline="always", **_OPTS)
+def _spmv_rows(indptr, indices, data, x, y, start, stop, zero):
+    """y[i] = (A @ x)[i] for rows start:stop; returns sum_i x[i] * y[i] over them."""
+    dot = zero
+    for i in range(start, stop):
+        acc = zero
+        for j in range(indptr[i], indptr[i + 1]):
+            acc += data[j] * x[indices[j]]
+        y[i] = acc
+        dot += x[i] * acc
+    return dot
+
+
 @njit(parallel=True, **_OPTS)
 def csr_spmv(indptr, indices, data, x, y, bounds, zero):
     """y = A @ x."""
     for c in prange(bounds.shape[0] - 1):
-        for i in range(bounds[c], bounds[c + 1]):
-            acc = zero
-            for j in range(indptr[i], indptr[i + 1]):
-                acc += data[j] * x[indices[j]]
-            y[i] = acc
+        _spmv_rows(indptr, indices, data, x, y, bounds[c], bounds[c + 1], zero)
+
+
+@njit(**_OPTS)
+def csr_spmv_serial(indptr, indices, data, x, y, zero):
+    """y = A @ x on the calling thread."""
+    _spmv_rows(indptr, indices, data, x, y, 0, y.shape[0], zero)
+
+
+@njit(parallel=True, **_OPTS)
+def csr_spmv_dot(indptr, indices, data, x, y, bounds, zero):
+    """y = A @ x for square A, returning ``x . y`` (CG's curvature) from the same pass."""
+    dot = zero
+    for c in prange(bounds.shape[0] - 1):
+        dot += _spmv_rows(indptr, indices, data, x, y, bounds[c], bounds[c + 1], zero)
+    return dot
+
+
+@njit(**_OPTS)
+def csr_spmv_dot_serial(indptr, indices, data, x, y, zero):
+    """:func:`csr_spmv_dot` on the calling thread."""
+    return _spmv_rows(indptr, indices, data, x, y, 0, y.shape[0], zero)
+
+
+@njit(inline="always", **_OPTS)
+def _spmm_rows(indptr, indices, data, X, Y, start, stop, zero):
+    k = X.shape[1]
+    for i in range(start, stop):
+        yi = Y[i]
+        for t in range(k):
+            yi[t] = zero
+        for j in range(indptr[i], indptr[i + 1]):
+            a = data[j]
+            xr = X[indices[j]]
+            for t in range(k):
+                yi[t] += a * xr[t]
 
 
 @njit(parallel=True, **_OPTS)
@@ -76,17 +132,25 @@ def csr_spmm(indptr, indices, data, X, Y, bounds, zero):
     Accumulates straight into the output row (hot in L1) instead of a
     per-row temporary, whose allocation halved the speed at large k.
     """
-    k = X.shape[1]
     for c in prange(bounds.shape[0] - 1):
-        for i in range(bounds[c], bounds[c + 1]):
-            yi = Y[i]
-            for t in range(k):
-                yi[t] = zero
-            for j in range(indptr[i], indptr[i + 1]):
-                a = data[j]
-                xr = X[indices[j]]
-                for t in range(k):
-                    yi[t] += a * xr[t]
+        _spmm_rows(indptr, indices, data, X, Y, bounds[c], bounds[c + 1], zero)
+
+
+@njit(**_OPTS)
+def csr_spmm_serial(indptr, indices, data, X, Y, zero):
+    """Y = A @ X on the calling thread."""
+    _spmm_rows(indptr, indices, data, X, Y, 0, Y.shape[0], zero)
+
+
+@njit(inline="always", **_OPTS)
+def _rspmv_rows(indptr, indices, data, x, buf, start, stop, zero):
+    """Scatter rows start:stop of A.T @ x into buf (zeroed first)."""
+    for t in range(buf.shape[0]):
+        buf[t] = zero
+    for i in range(start, stop):
+        xi = x[i]
+        for j in range(indptr[i], indptr[i + 1]):
+            buf[indices[j]] += data[j] * xi
 
 
 @njit(parallel=True, **_OPTS)
@@ -95,18 +159,12 @@ def csr_rspmv(indptr, indices, data, x, y, bounds, zero, scratch):
 
     ``scratch`` has shape (n_chunks - 1, n_cols): chunk 0 scatters into ``y``
     directly and chunk ``c > 0`` into ``scratch[c - 1]``; the rows are summed
-    into ``y`` at the end.  With a single chunk this is the serial scatter.
+    into ``y`` at the end.
     """
     n_chunks = bounds.shape[0] - 1
     n_cols = y.shape[0]
     for c in prange(n_chunks):
-        buf = y if c == 0 else scratch[c - 1]
-        for t in range(n_cols):
-            buf[t] = zero
-        for i in range(bounds[c], bounds[c + 1]):
-            xi = x[i]
-            for j in range(indptr[i], indptr[i + 1]):
-                buf[indices[j]] += data[j] * xi
+        _rspmv_rows(indptr, indices, data, x, y if c == 0 else scratch[c - 1], bounds[c], bounds[c + 1], zero)
     if n_chunks > 1:
         for t in prange(n_cols):
             acc = y[t]
@@ -115,28 +173,58 @@ def csr_rspmv(indptr, indices, data, x, y, bounds, zero, scratch):
             y[t] = acc
 
 
+@njit(**_OPTS)
+def csr_rspmv_serial(indptr, indices, data, x, y, zero):
+    """y = A.T @ x on the calling thread (the serial scatter)."""
+    _rspmv_rows(indptr, indices, data, x, y, 0, x.shape[0], zero)
+
+
+@njit(inline="always", **_OPTS)
+def _rspmm_rows(indptr, indices, data, X, buf, start, stop, zero):
+    k = X.shape[1]
+    for r in range(buf.shape[0]):
+        for t in range(k):
+            buf[r, t] = zero
+    for i in range(start, stop):
+        xr = X[i]
+        for j in range(indptr[i], indptr[i + 1]):
+            a = data[j]
+            br = buf[indices[j]]
+            for t in range(k):
+                br[t] += a * xr[t]
+
+
 @njit(parallel=True, **_OPTS)
 def csr_rspmm(indptr, indices, data, X, Y, bounds, zero, scratch):
     """Y = A.T @ X for X of shape (n_rows, k); scratch as in :func:`csr_rspmv`."""
     n_chunks = bounds.shape[0] - 1
     n_cols, k = Y.shape
     for c in prange(n_chunks):
-        buf = Y if c == 0 else scratch[c - 1]
-        for r in range(n_cols):
-            for t in range(k):
-                buf[r, t] = zero
-        for i in range(bounds[c], bounds[c + 1]):
-            xr = X[i]
-            for j in range(indptr[i], indptr[i + 1]):
-                a = data[j]
-                br = buf[indices[j]]
-                for t in range(k):
-                    br[t] += a * xr[t]
+        _rspmm_rows(indptr, indices, data, X, Y if c == 0 else scratch[c - 1], bounds[c], bounds[c + 1], zero)
     if n_chunks > 1:
         for r in prange(n_cols):
             for c in range(n_chunks - 1):
                 for t in range(k):
                     Y[r, t] += scratch[c, r, t]
+
+
+@njit(**_OPTS)
+def csr_rspmm_serial(indptr, indices, data, X, Y, zero):
+    """Y = A.T @ X on the calling thread."""
+    _rspmm_rows(indptr, indices, data, X, Y, 0, X.shape[0], zero)
+
+
+@njit(inline="always", **_OPTS)
+def _sddmm_rows(indptr, indices, G, X, out, start, stop, zero):
+    k = X.shape[1]
+    for i in range(start, stop):
+        gi = G[i]
+        for j in range(indptr[i], indptr[i + 1]):
+            xr = X[indices[j]]
+            acc = zero
+            for t in range(k):
+                acc += gi[t] * xr[t]
+            out[j] = acc
 
 
 @njit(parallel=True, **_OPTS)
@@ -146,18 +234,21 @@ def csr_sddmm(indptr, indices, G, X, out, bounds, zero):
     The gradient of ``A @ X`` with respect to A's stored values, given the
     output gradient G (shape (n_rows, k)) and X (shape (n_cols, k)).
     """
-    k = X.shape[1]
     for c in prange(bounds.shape[0] - 1):
-        for i in range(bounds[c], bounds[c + 1]):
-            gi = G[i]
-            for j in range(indptr[i], indptr[i + 1]):
-                xr = X[indices[j]]
-                acc = zero
-                for t in range(k):
-                    acc += gi[t] * xr[t]
-                out[j] = acc
+        _sddmm_rows(indptr, indices, G, X, out, bounds[c], bounds[c + 1], zero)
+
+
+@njit(**_OPTS)
+def csr_sddmm_serial(indptr, indices, G, X, out, zero):
+    """:func:`csr_sddmm` on the calling thread."""
+    _sddmm_rows(indptr, indices, G, X, out, 0, G.shape[0], zero)
 
 
 def num_threads():
     """Threads numba's parallel kernels run on (``numba.get_num_threads``)."""
     return numba.get_num_threads()
+
+
+def is_serial(work):
+    """Whether a product of ``work`` multiply-adds should run serially."""
+    return work < SERIAL_WORK or num_threads() == 1
