@@ -169,9 +169,13 @@ def test_solvers_benchmark_contract(tmp_path):
     assert result["benchmark"] == "solvers" and result["quick"] is True
     summary = result["summary"]
     assert set(summary) >= {"dcdm_iters_64", "icpcg_iters_64", "dcdm_iter_ratio_vs_icpcg", "dcdm_converged_fraction",
-                            "dcdm_iter_growth", "dcdm_single_grid_iter_growth", "train_s"}
+                            "dcdm_iter_growth", "dcdm_single_grid_iter_growth", "train_s", "cg_speedup_vs_scipy",
+                            "cg_speedup_vs_scipy_worst"}
     rows = {(c["system"], c["rhs"], c["method"]): c for c in result["cases"]}
-    assert {m for _, _, m in rows} == {"dcdm", "dcdm_single_grid", "scipy_cg", "ic0_pcg", "amg_pcg"}
+    assert {m for _, _, m in rows} == {"dcdm", "dcdm_single_grid", "scipy_cg", "sciml_cg", "ic0_pcg", "amg_pcg"}
+    cg_speedups = [rows[(s, k, "scipy_cg")]["s_1e-6"] / case["s_1e-6"]
+                   for (s, k, m), case in rows.items() if m == "sciml_cg"]
+    assert summary["cg_speedup_vs_scipy_worst"] == pytest.approx(min(cg_speedups))
     assert summary["icpcg_iters_64"] == rows[("box3d_32", "randn", "ic0_pcg")]["iters_1e-6"]
     assert summary["dcdm_iters_64"] == rows[("box3d_32", "randn", "dcdm")]["iters_1e-6"]
     if summary["dcdm_iters_64"] is not None:
@@ -186,6 +190,8 @@ def test_solvers_benchmark_contract(tmp_path):
         if case["converged"]:  # 1e-4 comes no later than 1e-6
             assert case["iters_1e-4"] <= case["iters_1e-6"] and case["s_1e-4"] <= case["s_1e-6"]
     for (system, kind, method), case in rows.items():
+        if method == "sciml_cg":  # the same method as scipy's, to rounding
+            assert abs(case["iters_1e-6"] - rows[(system, kind, "scipy_cg")]["iters_1e-6"]) <= 2
         if method == "ic0_pcg":
             assert case["iters_1e-6"] < rows[(system, kind, "scipy_cg")]["iters_1e-6"]
             assert rows[(system, kind, "amg_pcg")]["iters_1e-6"] < case["iters_1e-6"]

@@ -80,6 +80,38 @@ def test_preconditioner_forms_are_equivalent():
         np.testing.assert_allclose(x, results[0], rtol=1e-12)
 
 
+def test_preconditioner_output_is_checked():
+    """A user's M returning the wrong size or type is named, not broadcast against p."""
+    A = poisson_2d(8)
+    b = _rhs(A.shape[0], 3)
+    reference = cg(A, b, rtol=1e-10, M="jacobi")[0]
+    column = cg(A, b, rtol=1e-10, M=lambda r: (r / A.diagonal()).reshape(-1, 1))[0]  # (n, 1) as scipy allows
+    np.testing.assert_allclose(column, reference, rtol=1e-12)
+    for bad, shown in ((lambda r: r[:3], r"shape \(3,\)"), (lambda r: "z", "dtype <U1"),
+                       (lambda r: r.astype(complex), "complex128")):
+        with pytest.raises(ValueError, match=f"must return a real vector of 64 entries.*{shown}"):
+            cg(A, b, M=bad)
+    with pytest.raises(ValueError, match="size 3"):  # scipy's LinearOperator checks its own output
+        cg(A, b, M=LinearOperator((64, 64), matvec=lambda r: np.ones(3), dtype=np.float64))
+
+
+def test_small_and_large_systems_take_scipys_iterations(monkeypatch):
+    """The host loop (fused kernels, serial below the sparse core's threshold, parallel above)."""
+    from sciml.sparse import _cpu
+
+    A = poisson_3d(12)
+    b = _rhs(A.shape[0], 5)
+    count = []
+    x_ref, _ = scipy_cg(A, b, rtol=1e-8, callback=lambda xk: count.append(1))
+    for serial_work in (10**12, 0):
+        monkeypatch.setattr(_cpu, "SERIAL_WORK", serial_work)
+        monkeypatch.setattr(_cpu, "num_threads", lambda: 3)
+        x, res = cg(A, b, rtol=1e-8)
+        assert res.converged and abs(res.n_iter - len(count)) <= 1
+        assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b)
+        np.testing.assert_allclose(x, x_ref, rtol=0, atol=1e-6 * np.abs(x_ref).max())
+
+
 def test_x0_callback_atol_and_maxiter():
     A = poisson_2d(16)
     b = _rhs(A.shape[0], 4)
