@@ -179,6 +179,37 @@ def test_pickle_and_save_load_lose_nothing(trained, test_problems, tmp_path):
         np.testing.assert_array_equal(model.thresholds_, trained.thresholds_)
 
 
+def test_decompose_is_deterministic_whatever_the_random_state(test_problems):
+    """The randomised SVD (min(m, n) > 4 (rank + 10)) draws from inference_seed_, fixed in fit."""
+    Y = np.random.default_rng(5).standard_normal((150, 150))
+    for random_state in (None, np.random.default_rng(3), 7):
+        model = LearnedRPCA(rank=2, n_layers=3, problem={"shape": (40, 40)}, n_problems=2, max_iter=3,
+                            random_state=random_state).fit()
+        first = model.decompose(Y)
+        restored = pickle.loads(pickle.dumps(model))
+        for L, S in (model.decompose(Y), restored.decompose(Y)):
+            np.testing.assert_array_equal(L, first[0])
+            np.testing.assert_array_equal(S, first[1])
+    assert model.inference_seed_ == 7  # an int random_state is the seed itself
+
+
+def test_decompose_integer_tensors_and_zero_matrices(trained, test_problems):
+    Y = np.round(test_problems[0][:2] * 10)
+    L, S = trained.decompose(Y)
+    Lt, St = trained.decompose(torch.from_numpy(Y.astype(np.int64)))
+    assert Lt.dtype == St.dtype == torch.float64  # not truncated back to int
+    np.testing.assert_array_equal(Lt.numpy(), L)
+    np.testing.assert_array_equal(St.numpy(), S)
+    # An all-zero matrix is exactly L = S = 0, alone or in a stack.
+    L0, S0 = trained.decompose(np.zeros(SHAPE))
+    assert not L0.any() and not S0.any()
+    stack = np.stack([np.zeros(SHAPE), Y[0]])
+    Ls, Ss = trained.decompose(stack)
+    assert not Ls[0].any() and not Ss[0].any()
+    L1, S1 = trained.decompose(Y[0])
+    np.testing.assert_allclose(Ls[1], L1, rtol=1e-10, atol=1e-10 * np.abs(L1).max())
+
+
 def test_bad_input_gets_clear_errors(trained, test_problems):
     Y, L, _ = test_problems
     with pytest.raises(NotFittedError):

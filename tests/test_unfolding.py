@@ -303,6 +303,23 @@ def test_bad_input_gets_clear_errors(problem, data):
         small_coder(problem, support_selection=True, ss_max=1.5).fit(Y, X)
     with pytest.raises(ValueError, match="weight_lr must be a positive number"):
         small_coder(problem, weights="untied", weight_lr=-1e-3).fit(Y, X)
+    for bad_time in (0, -1.0, np.inf):
+        with pytest.raises(ValueError, match="max_time must be positive"):
+            small_coder(problem, max_time=bad_time).fit(Y, X)
+    with pytest.raises(TypeError, match="max_time must be a positive real number"):
+        small_coder(problem, max_time="10").fit(Y, X)
+    for bad_k in (2.5, True, "a"):
+        with pytest.raises(TypeError, match="k must be a positive integer"):
+            small_coder(problem, algorithm="iht_topk", k=bad_k).fit(Y, X)
+    with pytest.raises(ValueError, match=r"synthetic\['snr_db'\] must be None or a finite number"):
+        small_coder(problem, synthetic={"snr_db": "x"}).fit(Y, X)
+    with pytest.raises(ValueError, match=r"synthetic\['p'\] must be in"):
+        small_coder(problem, synthetic={"p": "0.1"}).fit(Y, X)
+    with pytest.raises(ValueError, match="A is zero"):
+        UnfoldedSparseCoder(np.zeros_like(problem.A), n_layers=2).fit(Y, X)
+    redundant = np.vstack([problem.A, problem.A[:1]])  # a repeated measurement: rank m - 1
+    with pytest.raises(ValueError, match="full row rank .* has rank 30"):
+        UnfoldedSparseCoder(redundant, weights="analytic", n_layers=2).fit(np.hstack([Y, Y[:, :1]]), X)
     with pytest.raises(NotFittedError):
         small_coder(problem).predict(Y)
     fitted = small_coder(problem, steps_per_layer=2).fit(Y, X)

@@ -188,6 +188,8 @@ def _prepare(A, Y, X0=None, X_true=None, *, x0_name="X0"):
     n = A.shape[1]
     Y = _check_batch(Y, "Y", A.shape, 0, A.dtype)
     n_samples = Y.shape[0]
+    if n_samples == 0:
+        raise ValueError(f"Y has no signals (shape {Y.shape}): pass at least one row of {A.shape[0]} measurements")
     batches = []
     for name, X in ((x0_name, X0), ("X_true", X_true)):
         if X is None:
@@ -313,6 +315,15 @@ def l0_objective(A, X, Y, lam0):
     lam0 = check_real("lam0", lam0)
     op, Yt, Zt, _ = _prepare(A, Y, X0=X, x0_name="X")
     return float(np.mean(_half_sq(op.fwd(Zt) - Yt) + lam0 * _l0(Zt)))
+
+
+def default_step(A):
+    """ISTA's step ``1 / ||A||_2^2``, with a clear error where it does not exist (A = 0)."""
+    lipschitz = lipschitz_constant(A)
+    if not lipschitz > 0:
+        raise ValueError("A is zero (||A||_2 = 0): the default step 1 / ||A||_2^2 is undefined and every "
+                         "signal is unobservable; check the sensing matrix")
+    return 1.0 / lipschitz
 
 
 def lipschitz_constant(A):
@@ -489,7 +500,7 @@ def _lasso(A, Y, lam, n_iter, step, X0, tol, record, X_true, n_threads, momentum
     op, Yt, Z0, Xt_true = _prepare(A, Y, X0, X_true)
     with thread_limit(n_threads):
         if step is None:
-            step = 1.0 / lipschitz_constant(op.A)
+            step = default_step(op.A)
         threshold = lam * step
         out = _proximal_gradient(
             op, Yt, Z0, step, lambda V: soft_threshold(V, threshold), lambda Z: lam * _l1(Z),
@@ -687,7 +698,7 @@ def iht(A, Y, *, lam0=None, k=None, n_iter=100, step=None, X0=None, tol=0.0, rec
         lam0 = check_real("lam0", lam0)
     with thread_limit(n_threads):
         if step is None:
-            step = 1.0 / lipschitz_constant(op.A)
+            step = default_step(op.A)
         if k is not None:
             # Columns are signals in the internal layout: top-k along axis 0.
             prox = lambda V: hard_threshold_topk(V, k, axis=0)  # noqa: E731
@@ -770,7 +781,7 @@ def lasso_solution(A, Y, lam, *, tol=1e-10, max_iter=20000, check_every=10, n_th
         raise ValueError("check_every must be at least 1")
     op, Yt, Z0, _ = _prepare(A, Y)
     with thread_limit(n_threads):
-        step = 1.0 / lipschitz_constant(op.A)
+        step = default_step(op.A)
         threshold = lam * step
         counter = [0]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import time
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from sklearn.base import MultiOutputMixin, RegressorMixin
 from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
+from sciml._validation import check_positive_int, check_real
 from sciml.base import BaseTorchEstimator, as_tensor, check_random_state_torch, resolve_device, to_numpy
 
 from .classical import _is_linear_operator
@@ -239,8 +242,16 @@ class UnfoldedSparseCoder(MultiOutputMixin, RegressorMixin, BaseTorchEstimator):
         if self.synthetic is not None:
             if not isinstance(self.synthetic, dict) or not set(self.synthetic) <= {"p", "snr_db"}:
                 raise ValueError("synthetic must be None or a dict with keys 'p' and 'snr_db'")
-            if not 0 < self.synthetic.get("p", 0.1) <= 1:
-                raise ValueError(f"synthetic['p'] must be in (0, 1], got {self.synthetic.get('p')!r}")
+            p = self.synthetic.get("p", 0.1)
+            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p <= 1:
+                raise ValueError(f"synthetic['p'] must be in (0, 1], got {p!r}")
+            snr_db = self.synthetic.get("snr_db")
+            if snr_db is not None and (isinstance(snr_db, bool) or not isinstance(snr_db, numbers.Real)
+                                       or not math.isfinite(snr_db)):
+                raise ValueError(f"synthetic['snr_db'] must be None or a finite number of decibels, got {snr_db!r}")
+        check_real("max_time", self.max_time, allow_none=True)
+        if self.k is not None:
+            check_positive_int("k", self.k)
 
     def _check_A(self):
         A = self.A

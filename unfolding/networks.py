@@ -52,7 +52,7 @@ from torch.autograd.function import once_differentiable
 from sciml.prox import hard_threshold, hard_threshold_topk, soft_threshold
 from sciml.sparse import spmm, to_torch_csr
 
-from .classical import _check_linear_operator, _is_linear_operator, lipschitz_constant
+from .classical import _check_linear_operator, _is_linear_operator, default_step
 
 __all__ = ["UnfoldedNetwork", "analytic_weights", "operator_matmul"]
 
@@ -76,6 +76,13 @@ def analytic_weights(A):
         ``W^T A`` has a unit diagonal and small off-diagonal entries.
     """
     A = np.asarray(A, dtype=np.float64)
+    m, n = A.shape
+    rank = np.linalg.matrix_rank(A)
+    if rank < m:
+        raise ValueError(
+            f"analytic weights need A with full row rank ({m} for a {m} x {n} A), but A has rank {rank}: "
+            "remove redundant measurements or use weights='tied'"
+        )
     gram_inv_A = np.linalg.solve(A @ A.T, A)
     scale = np.einsum("ij,ij->j", A, gram_inv_A)
     if np.any(scale <= 0):
@@ -272,15 +279,15 @@ class UnfoldedNetwork(nn.Module):
             A = np.asarray(A)
             self.register_buffer("A", torch.from_numpy(np.ascontiguousarray(A)))
         if weights == "tied":
-            default_step = 1.0 / lipschitz_constant(A)  # ISTA's step, for any kind of A
+            ista_step = default_step(A)  # ISTA's step, for any kind of A
         else:
             W = analytic_weights(A)  # A is dense here (checked above)
-            default_step = 1.0
+            ista_step = 1.0
             if weights == "analytic":
                 self.register_buffer("W", torch.from_numpy(W.astype(dtype)))
             else:
                 self.Ws = nn.Parameter(torch.from_numpy(np.repeat(W[None].astype(dtype), self.n_layers, axis=0)))
-        step = default_step if step_init is None else float(step_init)
+        step = ista_step if step_init is None else float(step_init)
         if not step > 0:
             raise ValueError(f"step_init must be > 0, got {step_init!r}")
         torch_dtype = torch.float32 if dtype == np.float32 else torch.float64

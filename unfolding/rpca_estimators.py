@@ -129,7 +129,10 @@ class LearnedRPCA(BaseTorchEstimator):
         Computation dtype; float64 is needed for errors below about 1e-6.
     random_state : None, int, numpy RandomState or Generator, default=None
         Draws the synthetic problems, the minibatches and the randomised SVD
-        test matrices (also at inference, so results are reproducible).
+        test matrices.  At inference the test matrices come from
+        ``inference_seed_``, fixed in ``fit``, so that :meth:`decompose`
+        gives the same result on every call and after a reload, whatever
+        `random_state` is.
     device : "auto", "cpu", "cuda" or torch.device, default="auto"
     verbose : bool, default=False
     n_threads : int or None, default=1
@@ -149,6 +152,8 @@ class LearnedRPCA(BaseTorchEstimator):
     n_iter_ : int
     train_time_ : float
         Seconds spent in :meth:`fit`.
+    inference_seed_ : int
+        Seed of :meth:`decompose`'s randomised SVD test matrices.
     device_ : torch.device
 
     Examples
@@ -312,6 +317,10 @@ class LearnedRPCA(BaseTorchEstimator):
                 outputs = net(Y, factors=factors, return_all=True)
                 self.layer_error_ = np.array([float(self._errors(left, right, L).sqrt().mean())
                                               for left, right in outputs])
+        # decompose()'s randomised SVD draws from this seed: an int
+        # random_state is kept, otherwise one seed is drawn here, once.
+        self.inference_seed_ = (int(self.random_state) if isinstance(self.random_state, numbers.Integral)
+                                else int(torch.randint(2**62, (1,), generator=generator, device=device)))
         self.train_time_ = time.perf_counter() - start
         return self
 
@@ -413,13 +422,25 @@ class LearnedRPCA(BaseTorchEstimator):
         device = Y.device if is_tensor else self.device_
         Yt = Yt.to(device)
         net = self.module_  # its 2 K scalars move to Y's device inside forward
-        generator = check_random_state_torch(self.random_state, device)
-        with torch.no_grad(), self._thread_limit():
-            factors = net.initialize(Yt, int(rank), generator)
-            left, right = net(Yt, factors=factors, n_layers=n_layers)
-            low_rank = left @ right.mT
-            sparse = soft_threshold(Yt - low_rank, net.outlier_threshold(Yt, left, right, n_layers))
-        out_dtype = Y.dtype if is_tensor else (np.float32 if np.asarray(Y).dtype == np.float32 else np.float64)
+        # The seed fixed in fit: the randomised SVD's test matrices are the
+        # same on every call, also for random_state=None and after a reload.
+        generator = check_random_state_torch(self.inference_seed_, device)
+        # An all-zero matrix decomposes exactly as L = S = 0 (and has no
+        # rank-r factorisation for ScaledGD's preconditioner to invert).
+        nonzero = Yt.flatten(-2).ne(0).any(-1)
+        low_rank, sparse = torch.zeros_like(Yt), torch.zeros_like(Yt)
+        if bool(nonzero.any()):
+            Ynz = Yt[nonzero]
+            with torch.no_grad(), self._thread_limit():
+                factors = net.initialize(Ynz, int(rank), generator)
+                left, right = net(Ynz, factors=factors, n_layers=n_layers)
+                part = left @ right.mT
+                low_rank[nonzero] = part
+                sparse[nonzero] = soft_threshold(Ynz - part, net.outlier_threshold(Ynz, left, right, n_layers))
+        if is_tensor:
+            out_dtype = Y.dtype if Y.is_floating_point() else Yt.dtype
+        else:
+            out_dtype = np.float32 if np.asarray(Y).dtype == np.float32 else np.float64
         if single:
             low_rank, sparse = low_rank[0], sparse[0]
         if is_tensor:
