@@ -316,8 +316,13 @@ class DCDMSolver(BaseTorchEstimator):
         B = torch.as_tensor(B, dtype=dtype, device=device)
         A = to_torch_csr(problem.A.astype(np.float32 if dtype == torch.float32 else np.float64), device=device)
         generator = self._make_generator()
-        network = DCDMNetwork(problem.ndim, self.channels, self.levels).to(device=device, dtype=dtype)
-        reset_parameters(network, self._make_generator("cpu"))
+        # Built on the meta device (torch's own initialisation would draw
+        # from the global RNG) and initialised on the CPU from random_state,
+        # so that the starting network is the same on every device.
+        with torch.device("meta"):
+            network = DCDMNetwork(problem.ndim, self.channels, self.levels)
+        network = reset_parameters(network.to_empty(device="cpu").to(dtype=dtype), self._make_generator("cpu"))
+        network = network.to(device=device)
 
         def loss_fn():
             cols = torch.randint(0, B.shape[1], (batch,), generator=generator, device=device)

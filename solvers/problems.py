@@ -234,17 +234,22 @@ class PoissonProblem:
         return cells
 
     def _matrix_for(self, device):
-        """``A`` in float64 as a torch sparse CSR tensor on ``device`` (cached:
-        a solver called repeatedly on one problem copies it to a GPU once)."""
+        """``A`` in float64 as a torch sparse CSR tensor on ``device``, checked
+        by :func:`solvers.cg.check_spd_matrix` (cached: a solver called
+        repeatedly on one problem checks it and copies it to a GPU once)."""
         import torch
 
         from sciml.sparse import to_torch_csr
+
+        from .cg import check_spd_matrix
 
         device = torch.device(device)
         key = ("A64", str(device))
         matrix = self._device_cache.get(key)
         if matrix is None:
-            matrix = to_torch_csr(self.A.astype(np.float64, copy=False), device=device)
+            # Checked once per problem and device: a hand-built A that is not
+            # SPD gets the error naming the problem, not a breakdown mid-solve.
+            matrix = to_torch_csr(check_spd_matrix(self.A).astype(np.float64, copy=False), device=device)
             self._device_cache[key] = matrix
         return matrix
 

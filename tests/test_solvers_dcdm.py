@@ -133,6 +133,31 @@ def test_pickle_and_bad_input(trained):
         DCDMSolver().solve(problem, b)
     with pytest.raises(ValueError, match="dtype"):
         DCDMSolver(dtype="float16", max_iter=1).fit(problem)
+    # A hand-made problem whose matrix is not SPD: the error names it before iterating.
+    import dataclasses
+
+    asymmetric = problem.A.tolil()
+    asymmetric[0, 1] *= 2.0
+    with pytest.raises(ValueError, match="not symmetric"):
+        model.solve(dataclasses.replace(problem, A=asymmetric.tocsr()), b)
+    with_nan = problem.A.copy()
+    with_nan.data[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.solve(dataclasses.replace(problem, A=with_nan), b)
+
+
+def test_fit_leaves_the_global_rng_alone():
+    problem = poisson((8, 8))
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    small = dict(channels=4, n_lanczos=20, n_rhs=20, max_iter=3, random_state=0, device="cpu")
+    first = DCDMSolver(**small).fit(problem)
+    assert torch.equal(torch_state, torch.random.get_rng_state())
+    assert np.array_equal(numpy_state[1], np.random.get_state()[1])
+    torch.manual_seed(123)  # the global seed plays no part
+    second = DCDMSolver(**small).fit(problem)
+    torch.random.set_rng_state(torch_state)
+    for p, q in zip(first.network_.parameters(), second.network_.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_coarse_levels_stop_at_four_cells_on_the_shortest_side():
