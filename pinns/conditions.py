@@ -46,6 +46,16 @@ class _Condition:
 
     def __init__(self, value=0.0, component=None, n_points=100, hard=False):
         check_positive_int("n_points", n_points)
+        if not callable(value):
+            # Checked here: a NaN would only surface as a non-finite loss during fit.
+            try:
+                v = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                raise TypeError(f"A condition value must be a number, a sequence of numbers or a callable, "
+                                f"got {value!r}.") from None
+            if v.ndim > 1 or v.size == 0 or not np.all(np.isfinite(v)):
+                raise ValueError(f"A constant condition value must be a finite number or a 1-D sequence of "
+                                 f"them (one per output), got {value!r}.")
         self.value = value
         self.component = component
         self.n_points = n_points
@@ -70,7 +80,7 @@ class DirichletBC(_Condition):
     Parameters
     ----------
     value : float, sequence or callable, default=0.0
-        A number (per output column, or one for all), or a function of the
+        A finite number (per output column, or one for all), or a function of the
         boundary points ``X`` (torch tensor ``(n, d)``) returning ``(n,)`` or
         ``(n, n_outputs)``.
     component : int, sequence of int or None, default=None

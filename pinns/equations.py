@@ -49,7 +49,7 @@ class HiddenTerm:
         Columns of the tensor the residual passes to the term.
     n_outputs : int, default=1
     hidden_layer_sizes : tuple of int, default=(20, 20)
-    activation : {"tanh", "sin", "gelu", "softplus"}, default="tanh"
+    activation : {"tanh", "sin", "gelu", "silu", "softplus"}, default="tanh"
     positive : bool, default=False
         Make the term positive (softplus of the network output), e.g. a
         diffusivity or reaction-rate field.
@@ -78,10 +78,12 @@ class HiddenTerm:
 
     def __init__(self, n_inputs=1, n_outputs=1, hidden_layer_sizes=(20, 20), activation="tanh",
                  positive=False, smoothness=0.0, smoothness_order=1, input_range=None, input_names=None):
+        from .networks import check_activation, check_layer_sizes
+
         self.n_inputs = check_positive_int("n_inputs", n_inputs)
         self.n_outputs = check_positive_int("n_outputs", n_outputs)
-        self.hidden_layer_sizes = tuple(hidden_layer_sizes)
-        self.activation = activation
+        self.hidden_layer_sizes = check_layer_sizes(hidden_layer_sizes)
+        self.activation = check_activation(activation)
         self.positive = bool(positive)
         self.smoothness = float(smoothness)
         if not (math.isfinite(self.smoothness) and self.smoothness >= 0):

@@ -249,12 +249,34 @@ def hidden_smoothness(net, n=64, order=1):
     return total.mean()
 
 
-def equation_residual(module, equation, known_params, X, record=None):
-    """The equation's residual at ``X`` as an ``(n, n_equations)`` tensor, with its shape checked."""
+class _ReadRecorder(dict):
+    """The parameter dict of a probe call: notes the names the residual reads."""
+
+    def __init__(self, params, read):
+        super().__init__(params)
+        self._read = read
+
+    def __getitem__(self, key):
+        self._read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._read.add(key)
+        return super().get(key, default)
+
+
+def equation_residual(module, equation, known_params, X, record=None, read=None):
+    """The equation's residual at ``X`` as an ``(n, n_equations)`` tensor, with its shape checked.
+
+    ``record`` replaces the hidden terms (see :func:`hidden_input_ranges`);
+    a set ``read`` receives the names of the parameters the residual reads.
+    """
     X = X.detach().requires_grad_(True)
     u = module(X)
     p = dict(known_params)
     p.update(module.unknown_values())
+    if read is not None:
+        p = _ReadRecorder(p, read)
     h = None
     if equation.hidden_terms:
         h = dict(module.hidden) if record is None else record
@@ -394,8 +416,10 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
     unknowns : dict of str to float or Unknown, or None, default=None
         Parameters of the equation to learn, with initial guesses (positive
         through a log parametrisation unless ``Unknown(..., positive=False)``).
+        Each must be read by the residual (``p[name]`` or ``p.get(name)``).
     observed_outputs : sequence of int or None, default=None
-        Output columns that ``y`` holds (``None``: all, in order).
+        Output columns that ``y`` holds (``None``: all, in order, so ``y``
+        needs one column per output of the equation).
     hidden_layer_sizes : tuple of int, default=(32, 32, 32)
     activation : {"tanh", "sin", "gelu", "silu", "softplus"}, default="tanh"
     fourier_features : int, default=0
@@ -412,8 +436,8 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         ``"auto"`` balances the terms by gradient norms during the Adam phase
         (:func:`grad_norm_weights`) and freezes them for the quasi-Newton
         phase; a dict maps term names (``"residual"``, ``"residual[i]"``,
-        ``"condition[j]"``, ``"data"``) to fixed weights (missing ones are
-        1); ``None`` weighs all terms 1.  Hidden-term smoothness penalties
+        ``"condition[j]"``, ``"data"``) to fixed finite weights >= 0 (missing
+        ones are 1); ``None`` weighs all terms 1.  Hidden-term smoothness penalties
         (``"smoothness[name]"``) keep the weight their :class:`HiddenTerm`
         gives them.  With noisy data, gradient-norm balancing drives the data
         weight up as the data term reaches its noise floor; noisy inverse
@@ -470,8 +494,13 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         Final weights of the loss terms.
     loss_terms_ : dict of str to float
         Unweighted loss terms at the end of training.
-    collocation_points_ : ndarray of shape (n_collocation, n_features_in_)
-        The last set of collocation points.
+    collocation_points_ : ndarray of shape (n_points, n_features_in_) or None
+        The last set of points the residual was enforced at: the
+        ``n_collocation`` sampled points, followed, with a ``continuation``
+        and observations, by the ``n_samples`` observation points (anchors).
+        None without an equation.
+    observed_outputs_ : list of int
+        The output columns that ``y`` held (empty without data).
     loss_curve_, n_iter_, best_loss_, stop_reason_, device_, n_features_in_
 
     Examples
@@ -527,11 +556,12 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
 
     # -- validation ---------------------------------------------------------------
     def _check_params(self):
+        """Validate the parameters; returns the hidden layer sizes as ints (for the module)."""
         from .networks import check_activation, check_layer_sizes
 
         if self.equation is not None and not isinstance(self.equation, Equation):
             raise TypeError(f"equation must be a pinns.Equation or None, got {type(self.equation).__name__}.")
-        check_layer_sizes(self.hidden_layer_sizes)
+        layer_sizes = check_layer_sizes(self.hidden_layer_sizes)
         check_activation(self.activation)
         check_nonneg_int("fourier_features", self.fourier_features)
         check_real("fourier_scale", self.fourier_scale)
@@ -547,6 +577,10 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             check_positive_int("patience", self.patience)
         if not (self.loss_weights is None or self.loss_weights == "auto" or isinstance(self.loss_weights, dict)):
             raise ValueError(f"loss_weights must be 'auto', a dict or None, got {self.loss_weights!r}.")
+        if isinstance(self.loss_weights, dict):
+            # A negative weight maximises its term; a NaN one ends training at once.
+            for name, w in self.loss_weights.items():
+                check_real(f"loss_weights[{name!r}]", w, positive=False)
         if not isinstance(self.conditions, (list, tuple)):
             raise TypeError(f"conditions must be a list of conditions, got {type(self.conditions).__name__}.")
         for c in self.conditions:
@@ -563,6 +597,7 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
                 raise ValueError("continuation acts in the quasi-Newton phase, but lbfgs_iter is 0.")
         if self.max_iter == 0 and self.lbfgs_iter == 0:
             raise ValueError("max_iter and lbfgs_iter are both 0: nothing would be trained.")
+        return layer_sizes
 
     def _validate_observations(self, X, y, domain):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
@@ -582,9 +617,15 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
 
     def _observed(self, n_outputs, n_y):
         if self.observed_outputs is None:
-            observed = list(range(min(n_y, n_outputs)))
+            # "All, in order": a y with fewer columns is an error below, never
+            # silently the first outputs.
+            observed = list(range(n_outputs))
         else:
-            observed = [int(i) for i in np.atleast_1d(self.observed_outputs)]
+            entries = np.atleast_1d(self.observed_outputs)
+            if entries.ndim != 1:
+                raise ValueError(
+                    f"observed_outputs must be a sequence of output indices, got {self.observed_outputs!r}.")
+            observed = [check_nonneg_int("observed_outputs entries", i) for i in entries]
             if len(set(observed)) != len(observed) or any(not 0 <= i < n_outputs for i in observed):
                 raise ValueError(f"observed_outputs {self.observed_outputs!r} must be distinct outputs in [0, {n_outputs}).")
         if len(observed) != n_y:
@@ -615,7 +656,7 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
 
         from .networks import HardTransform, PINNModule
 
-        self._check_params()
+        layer_sizes = self._check_params()
         eq = self.equation
         domain = None if self.domain is None else as_domain(self.domain)
         if X is not None and y is None:
@@ -684,7 +725,7 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         lower, upper = domain.bounds
         hidden_specs = {} if eq is None else eq.hidden_terms
         module = PINNModule(
-            domain.dim, n_outputs, self.hidden_layer_sizes, self.activation, lower, upper, out_mean,
+            domain.dim, n_outputs, layer_sizes, self.activation, lower, upper, out_mean,
             out_scale, self.fourier_features, self.fourier_scale,
             {name: (spec, -1.0, 1.0) for name, spec in hidden_specs.items()}, unknowns, transform,
             gen, dtype,
@@ -694,6 +735,8 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         X_col = None
         if eq is not None:
             X_col = as_t(domain.sample_interior(self.n_collocation, gen))
+            if unknowns:
+                self._check_unknowns_read(module, eq, known, X_col)
             if hidden_specs:
                 self._set_hidden_ranges(module, eq, known, X_col, Y, observed)
         cond_points = [{k: as_t(v) for k, v in c.sample(domain, gen).items()} for c in soft]
@@ -766,6 +809,20 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
         n_data : int
             Number of observed values.
         """
+
+    def _check_unknowns_read(self, module, eq, known, X_col):
+        """Refuse unknowns that the residual never reads (a misspelt name would be "learned" as its guess)."""
+        import torch
+
+        read = set()
+        with torch.enable_grad():
+            equation_residual(module, eq, known, X_col, read=read)
+        unread = sorted(set(module.unknown_values()) - read)
+        if unread:
+            raise ValueError(
+                f"unknowns {unread} are never read by the residual of {eq.name!r} (it reads "
+                f"{sorted(read)}; the equation's parameters are {sorted(eq.params)}): check their spelling."
+            )
 
     def _set_hidden_ranges(self, module, eq, known, X_col, Y, observed):
         """Scale each hidden term's inputs by the range it is evaluated on (probe call)."""
@@ -954,6 +1011,36 @@ class PINNRegressor(RegressorMixin, BaseTorchEstimator):
             u = self.module_(Xt).cpu().numpy()
         return u[:, 0] if self._y_1d and u.shape[1] == 1 else u
 
+    def score(self, X, y, sample_weight=None):
+        """Coefficient of determination R^2 of the prediction of the observed outputs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_observed)
+            Values of the ``observed_outputs_`` columns, as given to
+            :meth:`fit` (every output for a model fitted without data).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+
+        Returns
+        -------
+        float
+            R^2, averaged uniformly over the columns of ``y``.
+        """
+        from sklearn.metrics import r2_score
+
+        self._check_fitted("module_")
+        # Only the observed outputs have targets; the inherited score compared
+        # y with every output.
+        cols = list(self.observed_outputs_) or list(range(self.n_outputs_))
+        u = self.predict(X)
+        u = u.reshape(len(u), -1)[:, cols]
+        y = np.asarray(y)
+        n_y = 1 if y.ndim == 1 else y.shape[1] if y.ndim == 2 else -1
+        if n_y != len(cols):
+            raise ValueError(f"y has shape {y.shape}, but the model predicts {len(cols)} observed output(s) {cols}.")
+        return r2_score(y, u[:, 0] if y.ndim == 1 else u, sample_weight=sample_weight)
+
     def residual(self, X):
         """The equation's residual at ``X`` (zero where the physics is satisfied).
 
@@ -1099,6 +1186,15 @@ class HiddenTermPINN(PINNRegressor):
             raise ValueError("HiddenTermPINN needs an equation with hidden_terms; use PINNRegressor otherwise.")
         check_positive_int("n_symbolic_points", self.n_symbolic_points)
         check_real("symbolic_tol", self.symbolic_tol)
+        # Checked before training, not after it: both are cloned and used only by the symbolic step.
+        for name, value, methods, kind in (
+                ("symbolic_library", self.symbolic_library, ("get_params", "fit_transform", "get_feature_names_out"),
+                 "a scikit-learn transformer instance with get_feature_names_out, e.g. PolynomialFeatures(3)"),
+                ("symbolic_optimizer", self.symbolic_optimizer, ("get_params", "fit"),
+                 "a scikit-learn regressor instance, e.g. sciml.discovery.optimizers.STLSQ()")):
+            if value is not None and (isinstance(value, type) or not all(callable(getattr(value, m, None))
+                                                                        for m in methods)):
+                raise TypeError(f"{name} must be None or {kind}, got {value!r}.")
         if check_nonneg_int("refine_iter", self.refine_iter):
             from sklearn.preprocessing import PolynomialFeatures
 

@@ -70,7 +70,7 @@ class Box:
             if time not in self.names:
                 raise ValueError(f"time={time!r} is not one of the names {self.names}.")
             self.time_axis = self.names.index(time)
-        elif isinstance(time, numbers.Integral) and -d <= time < d:
+        elif isinstance(time, numbers.Integral) and not isinstance(time, (bool, np.bool_)) and -d <= time < d:
             self.time_axis = int(time) % d
         else:
             raise ValueError(f"time must be a column index or name, got {time!r}.")
@@ -159,6 +159,11 @@ class Box:
         return X
 
 
+def _is_space_time(geometry):
+    """Whether ``geometry`` is a DeepXDE ``GeometryXTime`` (a spatial geometry times a time interval)."""
+    return hasattr(geometry, "geometry") and hasattr(geometry, "timedomain")
+
+
 class DeepXDEDomain:
     """A DeepXDE geometry as a domain (see :func:`as_domain`).
 
@@ -166,15 +171,34 @@ class DeepXDEDomain:
     generator and kept when ``geometry.inside`` says so.  Boundary points
     come from DeepXDE's own sampler, run under a seed drawn from the local
     generator with numpy's global state saved and restored around it.
+
+    A ``GeometryXTime`` (which has neither ``inside`` nor ``bbox``) is the
+    product of its spatial geometry and its time interval: time is the last
+    column, boundary points lie on the spatial boundary at random times and
+    initial points on the spatial geometry at ``t0``.
     """
 
+    # Domains pickled before space-time geometries were supported load as plain ones.
+    _space_time = False
+
     def __init__(self, geometry):
-        for attr in ("dim", "bbox", "inside", "random_boundary_points", "boundary_normal"):
+        space_time = _is_space_time(geometry)
+        needed = ("dim", "random_boundary_points", "boundary_normal", "random_initial_points") if space_time \
+            else ("dim", "bbox", "inside", "random_boundary_points", "boundary_normal")
+        for attr in needed:
             if not hasattr(geometry, attr):
                 raise TypeError(
                     f"{type(geometry).__name__} is not a DeepXDE geometry (it has no {attr!r})."
                 )
+        if space_time:
+            for attr in ("bbox", "inside"):
+                if not hasattr(geometry.geometry, attr):
+                    raise TypeError(f"The spatial geometry {type(geometry.geometry).__name__} of "
+                                    f"{type(geometry).__name__} is not a DeepXDE geometry (it has no {attr!r}).")
+            if not all(hasattr(geometry.timedomain, a) for a in ("t0", "t1")):
+                raise TypeError(f"The time domain of {type(geometry).__name__} has no t0 and t1.")
         self.geometry = geometry
+        self._space_time = space_time
         self.time_axis = geometry.dim - 1 if hasattr(geometry, "timedomain") else None
         self.names = tuple(f"x{i}" for i in range(geometry.dim))
 
@@ -187,6 +211,11 @@ class DeepXDEDomain:
 
     @property
     def bounds(self):
+        if self._space_time:
+            lo, hi = self.geometry.geometry.bbox
+            t = self.geometry.timedomain
+            return (np.append(np.asarray(lo, dtype=float).ravel(), float(t.t0)),
+                    np.append(np.asarray(hi, dtype=float).ravel(), float(t.t1)))
         lo, hi = self.geometry.bbox
         return np.asarray(lo, dtype=float).ravel(), np.asarray(hi, dtype=float).ravel()
 
@@ -194,9 +223,28 @@ class DeepXDEDomain:
     def spatial_axes(self):
         return tuple(i for i in range(self.dim) if i != self.time_axis)
 
+    def _inside(self, X):
+        """Whether each row of ``X`` (numpy, 2-D) is inside the geometry (closed, for DeepXDE's shapes)."""
+        if not self._space_time:
+            return np.asarray(self.geometry.inside(X), dtype=bool).ravel()
+        t = self.geometry.timedomain
+        in_time = (X[:, -1] >= t.t0) & (X[:, -1] <= t.t1)
+        return np.asarray(self.geometry.geometry.inside(X[:, :-1]), dtype=bool).ravel() & in_time
+
     def contains(self, X, rtol=1e-9):
         X = np.asarray(X, dtype=float)
-        inside = np.asarray(self.geometry.inside(X), dtype=bool)
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise ValueError(f"X must have shape (n, {self.dim}), got {X.shape}.")
+        if self._space_time:
+            # GeometryXTime.on_boundary ignores time: check the spatial part and time apart.
+            space = self.geometry.geometry
+            t = self.geometry.timedomain
+            tol = rtol * (float(t.t1) - float(t.t0))
+            inside = np.asarray(space.inside(X[:, :-1]), dtype=bool).ravel()
+            if hasattr(space, "on_boundary"):
+                inside |= np.asarray(space.on_boundary(X[:, :-1]), dtype=bool).ravel()
+            return inside & (X[:, -1] >= t.t0 - tol) & (X[:, -1] <= t.t1 + tol)
+        inside = self._inside(X)
         on = np.asarray(self.geometry.on_boundary(X), dtype=bool) if hasattr(self.geometry, "on_boundary") else False
         return inside | on
 
@@ -208,7 +256,7 @@ class DeepXDEDomain:
         count = 0
         for _ in range(1000):
             U = lo + (hi - lo) * torch.rand(max(2 * n, 64), self.dim, generator=generator, dtype=torch.float64)
-            mask = torch.as_tensor(np.asarray(self.geometry.inside(U.numpy()), dtype=bool))
+            mask = torch.as_tensor(self._inside(U.numpy()))
             kept.append(U[mask])
             count += int(mask.sum())
             if count >= n:
@@ -255,7 +303,7 @@ def as_domain(domain):
         return domain
     if isinstance(domain, tuple) and len(domain) == 2 and not hasattr(domain, "dim"):
         return Box(*domain)
-    if hasattr(domain, "random_boundary_points") and hasattr(domain, "inside"):
+    if hasattr(domain, "random_boundary_points") and (hasattr(domain, "inside") or _is_space_time(domain)):
         return DeepXDEDomain(domain)
     raise TypeError(
         f"domain must be a pinns.Box, a DeepXDE geometry or a (lower, upper) pair, "

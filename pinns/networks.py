@@ -6,6 +6,7 @@ network, the hidden terms and the unknown parameters together.
 """
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -29,13 +30,24 @@ def check_activation(activation):
 
 
 def check_layer_sizes(sizes, name="hidden_layer_sizes"):
+    """``sizes`` as a tuple of ints; ValueError unless a non-empty sequence of positive integers.
+
+    Integral floats (``6.0``) are accepted; strings, bools and fractions are not.
+    """
+    message = f"{name} must be a non-empty sequence of positive ints, got {sizes!r}."
+    if isinstance(sizes, (str, bytes)):
+        raise ValueError(message)
     try:
-        sizes = tuple(int(s) for s in sizes)
+        items = list(sizes)
     except TypeError:
-        raise ValueError(f"{name} must be a sequence of positive ints, got {sizes!r}.") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {sizes!r}.")
-    return sizes
+        raise ValueError(message) from None
+    if not items:
+        raise ValueError(message)
+    for s in items:
+        if (isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Real)
+                or not float(s).is_integer() or s < 1):
+            raise ValueError(message)
+    return tuple(int(s) for s in items)
 
 
 class MLP(nn.Module):

@@ -58,6 +58,22 @@ def _column(u, component):
     return u[:, component : component + 1]
 
 
+def _axes(axes, d, name="axes"):
+    """Input columns as a list of ints in ``[0, d)``; ValueError for anything else."""
+    if isinstance(axes, numbers.Integral) or isinstance(axes, (str, bytes)):
+        axes = [axes]
+    try:
+        axes = list(axes)
+    except TypeError:
+        raise ValueError(f"{name} must be an input column (int) or a sequence of them, got {axes!r}.") from None
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise ValueError(f"{name} must name input columns by int, got {a!r}.")
+        if not -d <= a < d:
+            raise ValueError(f"axis {a} is out of range for {d} input columns.")
+    return [int(a) % d for a in axes]
+
+
 def _grad(col, X):
     """Full gradient of a column w.r.t. X, shape (n, d); zero if col does not depend on X."""
     import torch
@@ -65,9 +81,13 @@ def _grad(col, X):
     cache = getattr(col, "_sciml_grad", None)
     if cache is not None and cache[0] is X:
         return cache[1]
-    (g,) = torch.autograd.grad(
-        col, X, grad_outputs=torch.ones_like(col), create_graph=True, allow_unused=True
-    )
+    # A column outside the graph (a constant, or the derivative of an
+    # expression linear in X) has a zero gradient; autograd would refuse it.
+    g = None
+    if col.requires_grad:
+        (g,) = torch.autograd.grad(
+            col, X, grad_outputs=torch.ones_like(col), create_graph=True, allow_unused=True
+        )
     if g is None:
         g = torch.zeros_like(X)
     try:
@@ -101,20 +121,15 @@ def derivative(u, X, axis, order=1, component=None):
     """
     u = _check(u, X)
     col = _column(u, component)
-    if isinstance(axis, numbers.Integral):
-        if not isinstance(order, numbers.Integral) or order < 1:
+    if isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
+        if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 1:
             raise ValueError(f"order must be an int >= 1, got {order!r}.")
-        axes = [int(axis)] * int(order)
+        axes = _axes(axis, X.shape[1], "axis") * int(order)
     else:
-        axes = [int(a) for a in axis]
+        axes = _axes(axis, X.shape[1], "axis")
         if not axes:
             raise ValueError("axis must name at least one input column.")
-    d = X.shape[1]
     for a in axes:
-        if not -d <= a < d:
-            raise ValueError(f"axis {a} is out of range for {d} input columns.")
-    for a in axes:
-        a %= d
         col = _grad(col, X)[:, a : a + 1]
     return col
 
@@ -135,7 +150,7 @@ def gradient(u, X, axes=None, component=None):
     """
     u = _check(u, X)
     g = _grad(_column(u, component), X)
-    return g if axes is None else g[:, list(axes)]
+    return g if axes is None else g[:, _axes(axes, X.shape[1])]
 
 
 def laplacian(u, X, axes=None, component=None):
@@ -152,11 +167,14 @@ def laplacian(u, X, axes=None, component=None):
     Returns
     -------
     torch.Tensor of shape (n, 1)
+        Zeros for an empty ``axes`` (an empty sum).
     """
+    import torch
+
     u = _check(u, X)
     col = _column(u, component)
-    axes = range(X.shape[1]) if axes is None else axes
-    return sum(derivative(col, X, a, order=2) for a in axes)
+    axes = range(X.shape[1]) if axes is None else _axes(axes, X.shape[1])
+    return sum((derivative(col, X, a, order=2) for a in axes), torch.zeros_like(col))
 
 
 def divergence(F, X, axes=None):

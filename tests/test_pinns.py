@@ -25,13 +25,16 @@ from pinns import (
     diffusion_reaction,
     divergence,
     gradient,
+    heat,
     laplacian,
+    lorenz,
 )
 from pinns.data import (
     burgers_solution,
     diffusion_reaction_solution,
     fisher_kpp_solution,
     fisher_observations,
+    lorenz_observations,
     lorenz_solution,
 )
 
@@ -675,3 +678,168 @@ def test_continuation_out_of_budget_warns_and_bad_settings():
         _decay_model(continuation=Continuation(), lbfgs_iter=0, max_iter=10).fit(t, y)
     with pytest.raises(ValueError, match="no equation"):
         PINNRegressor(continuation=Continuation(), max_iter=1).fit(t, y)
+
+
+# --- audit fixes: silent wrong answers and unclear errors -------------------------------------
+def _lorenz_fast(**kw):
+    kw = {"hidden_layer_sizes": (6,), "n_collocation": 16, "max_iter": 5, "lbfgs_iter": 3, "random_state": 0, **kw}
+    return PINNRegressor(lorenz(), domain=Box([0], [3], names=["t"], time="t"), **kw)
+
+
+def test_y_with_fewer_columns_than_outputs_needs_observed_outputs():
+    t, y = lorenz_observations(10, noise=0.0, random_state=0, rho=15.0)
+    # z readings alone were taken for x (the first output)
+    with pytest.raises(ValueError, match="1 column.*3 observed output.*set observed_outputs"):
+        _lorenz_fast().fit(t, y[:, 2])
+    for bad in ([1.7], [True], [[2]]):  # 1.7 was silently truncated to output 1
+        with pytest.raises((TypeError, ValueError), match="observed_outputs"):
+            _lorenz_fast(observed_outputs=bad).fit(t, y[:, 2])
+    model = _lorenz_fast(observed_outputs=np.array([2])).fit(t, y[:, 2])
+    assert model.observed_outputs_ == [2]
+    assert _lorenz_fast().fit(t, y).observed_outputs_ == [0, 1, 2]
+
+
+def _reads_with_get(X, u, p):
+    return derivative(u, X, 0) + p.get("k", 1.0) * u
+
+
+def test_unknowns_the_residual_never_reads_are_refused():
+    t, y = lorenz_observations(10, noise=0.0, random_state=0, rho=15.0)
+    # a misspelt name was returned as if fitted, at its initial guess
+    with pytest.raises(ValueError, match=r"unknowns \['Sigma'\] are never read.*'sigma'"):
+        _lorenz_fast(unknowns={"Sigma": 2.0}).fit(t, y)
+    model = _lorenz_fast(unknowns={"sigma": 2.0}).fit(t, y)
+    assert set(model.params_) == {"sigma"} and model.params_["sigma"] != 2.0
+    # a parameter read through p.get counts as read
+    x = np.linspace(0, 1, 5)[:, None]
+    model = PINNRegressor(Equation(_reads_with_get), domain=Box([0], [1]), unknowns={"k": 2.0},
+                          hidden_layer_sizes=(4,), n_collocation=8, max_iter=3, lbfgs_iter=0,
+                          random_state=0).fit(x, np.exp(-2 * x[:, 0]))
+    assert set(model.params_) == {"k"}
+
+
+def _import_deepxde():
+    import contextlib
+    import io
+    import os
+
+    os.environ.setdefault("DDE_BACKEND", "pytorch")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        dde = pytest.importorskip("deepxde")
+    if dde.backend.backend_name != "pytorch":
+        pytest.skip("DeepXDE loaded a backend other than PyTorch")
+    return dde
+
+
+def _sin_pi_x(X):
+    return torch.sin(math.pi * X[:, :1])
+
+
+def test_deepxde_space_time_domain_solves_the_heat_equation():
+    dde = _import_deepxde()
+    geom = dde.geometry.GeometryXTime(dde.geometry.Interval(0, 1), dde.geometry.TimeDomain(0, 1))
+    domain = as_domain(geom)  # GeometryXTime has neither inside nor bbox
+    lo, hi = domain.bounds
+    np.testing.assert_array_equal(lo, [0, 0]), np.testing.assert_array_equal(hi, [1, 1])
+    assert domain.time_axis == 1 and domain.spatial_axes == (0,)
+    g = torch.Generator().manual_seed(0)
+    P = domain.sample_interior(200, g)
+    assert P.shape == (200, 2) and domain.contains(P.numpy()).all()
+    B, normals = domain.sample_boundary(20, g)
+    assert torch.all((B[:, 0] == 0) | (B[:, 0] == 1)) and torch.all((B[:, 1] >= 0) & (B[:, 1] <= 1))
+    np.testing.assert_array_equal(normals[:, 0], np.where(B[:, 0] == 1, 1.0, -1.0))
+    assert torch.all(normals[:, 1] == 0)
+    assert torch.all(domain.sample_initial(10, g)[:, 1] == 0)
+    assert domain.contains(np.array([[1.0, 0.5], [0.5, 0.0], [0.5, 1.0]])).all()
+    assert not domain.contains(np.array([[0.5, 1.5], [1.5, 0.5], [0.5, -0.1]])).any()
+    # u_t = 0.1 u_xx, u = 0 at x = 0, 1, u = sin(pi x) at t = 0: u = exp(-0.1 pi^2 t) sin(pi x)
+    model = PINNRegressor(heat(0.1), domain=geom,
+                          conditions=[DirichletBC(0.0, n_points=32), InitialCondition(_sin_pi_x, n_points=32)],
+                          hidden_layer_sizes=(10,), n_collocation=64, max_iter=0, lbfgs_iter=300,
+                          loss_weights=None, resample_every=0, random_state=0).fit()
+    x, t = (a.ravel() for a in np.meshgrid(np.linspace(0, 1, 11), np.linspace(0, 1, 11)))
+    u = model.predict(np.column_stack([x, t]))
+    assert u.shape == (121,)
+    np.testing.assert_allclose(u, np.exp(-0.1 * np.pi**2 * t) * np.sin(np.pi * x), atol=0.03)
+    with pytest.raises(ValueError, match="outside the domain"):
+        PINNRegressor(heat(0.1), domain=geom, max_iter=1).fit(np.array([[0.5, 2.0]]), np.array([0.0]))
+
+
+def test_score_compares_the_observed_outputs_only():
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import cross_val_score
+
+    t, y = lorenz_observations(10, noise=0.0, random_state=0, rho=15.0)
+    model = _lorenz_fast(observed_outputs=[2]).fit(t, y[:, 2])
+    assert model.score(t, y[:, 2]) == pytest.approx(r2_score(y[:, 2], model.predict(t)[:, 2]), rel=1e-12)
+    model = _lorenz_fast(observed_outputs=[2, 0]).fit(t, y[:, [2, 0]])
+    assert model.score(t, y[:, [2, 0]]) == pytest.approx(r2_score(y[:, [2, 0]], model.predict(t)[:, [2, 0]]),
+                                                         rel=1e-12)
+    with pytest.raises(ValueError, match="2 observed output"):
+        model.score(t, y)
+    scores = cross_val_score(_lorenz_fast(observed_outputs=[2]), t, y[:, 2], cv=2)
+    assert np.all(np.isfinite(scores))  # were nan: the inherited score compared y with all 3 outputs
+
+
+def test_layer_sizes_and_activations_are_checked():
+    x, y = np.linspace(0, 1, 5)[:, None], np.zeros(5)
+    model = _fast(hidden_layer_sizes=(6.0,)).fit(x, y)  # an integral float is a size
+    assert model.module_.net.layers[0].out_features == 6
+    for bad in [("6",), (6.5,), (True,), (0,), "66", 6]:
+        with pytest.raises(ValueError, match="hidden_layer_sizes"):
+            _fast(hidden_layer_sizes=bad).fit(x, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        HiddenTerm(hidden_layer_sizes=(0,))  # was a constant network
+    with pytest.raises(ValueError, match="activation must be one of"):
+        HiddenTerm(activation="relu")  # was a bare KeyError at fit
+    assert HiddenTerm(hidden_layer_sizes=[4.0, 3]).hidden_layer_sizes == (4, 3)
+
+
+def test_symbolic_library_and_optimizer_are_checked_before_training():
+    X, u = fisher_observations(noise=0.0, random_state=0)
+    calls = []
+    kw = dict(domain=Box([0, 0], [1, 3], names=["x", "t"], time="t"), hidden_layer_sizes=(4,), n_collocation=16,
+              max_iter=4, resample_every=2, lbfgs_iter=0, random_state=0,
+              callback=lambda model, info: calls.append(info))
+    from sklearn.preprocessing import PolynomialFeatures
+
+    for bad in [{"symbolic_library": "poly"}, {"symbolic_library": PolynomialFeatures},
+                {"symbolic_optimizer": object()}]:
+        with pytest.raises(TypeError, match=next(iter(bad))):
+            HiddenTermPINN(__import__("pinns").fisher_kpp(D=0.01), **bad, **kw).fit(X, u)
+    assert not calls  # refused before any training
+
+
+def test_derivatives_of_expressions_linear_in_x_are_zero():
+    X = torch.rand(4, 2, **F64).requires_grad_(True)
+    zeros = torch.zeros(4, 1, **F64)
+    assert torch.equal(derivative(3 * X[:, :1], X, 0, order=2), zeros)
+    assert torch.equal(laplacian(X[:, :1] + X[:, 1:], X), zeros)
+    assert torch.equal(derivative(torch.ones(4, 1, **F64), X, 1), zeros)
+    assert torch.equal(derivative(X[:, :1] ** 2, X, 0, order=3), zeros)
+    np.testing.assert_allclose(derivative(X[:, :1] ** 2, X, 0, order=2).detach(), 2.0)
+    assert torch.equal(laplacian(X[:, :1] ** 2, X, axes=[]), zeros)  # an empty sum, not the int 0
+    with pytest.raises(ValueError, match="out of range"):
+        gradient(X[:, :1] ** 2, X, axes=[5])
+    for axis in (0.5, [0.0], True):
+        with pytest.raises(ValueError, match="axis"):
+            derivative(X[:, :1] ** 2, X, axis)
+    with pytest.raises(ValueError, match="axes"):
+        laplacian(X[:, :1] ** 2, X, axes=["x"])
+
+
+def test_loss_weights_and_condition_values_must_be_finite():
+    x, y = np.array([[0.2], [0.5]]), np.array([0.1, 0.2])
+    for w in (-1.0, float("nan"), float("inf")):  # -1 maximised the misfit, nan "fitted" nothing
+        with pytest.raises(ValueError, match=r"loss_weights\['data'\]"):
+            _fast(loss_weights={"data": w}).fit(x, y)
+    with pytest.raises(TypeError, match="loss_weights"):
+        _fast(loss_weights={"data": "1"}).fit(x, y)
+    assert _fast(loss_weights={"data": 0.0, "residual": 2}).fit(x, y).loss_weights_["residual"] == 2.0
+    for value in ([1.0, np.nan, 2.0], np.inf, [[1.0]], []):
+        with pytest.raises(ValueError, match="finite"):
+            InitialCondition(value)
+    with pytest.raises(TypeError, match="condition value"):
+        DirichletBC("zero")
+    with pytest.raises(ValueError, match="time must be"):
+        Box([0, 0], [1, 1], time=True)  # a bool is not a column index
