@@ -19,6 +19,17 @@ starts from memory rather than from a cache warmed by the previous one.
 ``--quick`` keeps the sizes (anything smaller would measure the cache) and
 drops repeats and the float32 and k = 16 cases.  ``--scale`` shrinks every
 matrix for smoke tests; its figures then measure the cache, not memory.
+
+Small products (op ``spmv-small``, ``spmm-small``): 2-D Poisson matrices of
+16^2 to 128^2 cells (1k to 81k nonzeros), in cache, with k = 1 and 8.  They
+time the serial and the parallel CPU kernel directly (the kernels only, 50
+products per timed call), where :data:`sciml.sparse._cpu.SERIAL_WORK`
+chooses between them, and the public ``spmv``/``spmm`` against scipy
+(per-call validation included).  Summary: ``serial_crossover_work``, the
+smallest product (nonzeros x k) among these at which the parallel kernel
+beats the serial one (compare with ``serial_work``, the threshold in use),
+and ``small_spmv_speedup_vs_scipy``, scipy's time over ours, the median
+over the small SpMV cases.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import numpy as np
 import torch
 
 from sciml import data
-from sciml.sparse import spmm, spmv, to_torch_csr
+from sciml.sparse import _api, _cpu, spmm, spmv, to_torch_csr
 
 from ._harness import BandwidthProbe, emit, machine_info, time_calls
 
@@ -172,9 +183,82 @@ def run(quick=False, scale=1.0):
         "rspmv_speedup_vs_scipy": ratio(a, "rspmv", 1, "scipy"),
         "rspmv_speedup_vs_scipy_pretransposed": ratio(a, "rspmv", 1, "scipy(A.T.tocsr() once)"),
     }
+    small = _small_cases(repeat=20 if quick else 60)
+    cases += small
+    summary.update(_small_summary(small))
     machine = machine_info()
     machine["read_bandwidth_gbs"] = float(np.median(bandwidths)) / 1e9
     return {"benchmark": "spmv", "quick": bool(quick), "machine": machine, "cases": cases, "summary": summary}
+
+
+SMALL_SIDES = (16, 24, 32, 45, 64, 90, 128)
+_CALLS = 50  # products per timed call: microsecond products, millisecond timings
+
+
+def _small_cases(repeat):
+    """Serial against parallel kernel, and ours against scipy, on small in-cache products."""
+    cases = []
+    rng = np.random.default_rng(1)
+    n_threads = _cpu.num_threads()
+    for side in SMALL_SIDES:
+        A = data.poisson_2d(side)
+        csr = _api._as_csr(A)
+        indptr, indices = _api._unsigned_structure(csr)
+        bounds = _cpu.row_partition(A.indptr, n_threads)
+        for k in (1, 8):
+            x = rng.standard_normal(A.shape[1] if k == 1 else (A.shape[1], k))
+            out = np.empty(A.shape[0] if k == 1 else (A.shape[0], k))
+            serial, parallel = (_cpu.csr_spmv_serial, _cpu.csr_spmv) if k == 1 else (_cpu.csr_spmm_serial,
+                                                                                     _cpu.csr_spmm)
+            product = spmv if k == 1 else spmm
+
+            def repeated(fn):
+                def run():
+                    for _ in range(_CALLS):
+                        fn()
+                return run
+
+            methods = {
+                "serial kernel": repeated(lambda: serial(indptr, indices, A.data, x, out, 0.0)),
+                "parallel kernel": repeated(lambda: parallel(indptr, indices, A.data, x, out, bounds, 0.0)),
+                "sciml": repeated(lambda: product(A, x, out=out)),
+                "scipy": repeated(lambda: A @ x),
+            }
+            _check_agreement({"sciml": lambda: product(A, x), "scipy": lambda: A @ x}, rtol=1e-12)
+            timings = time_calls(methods, repeat=repeat)
+            for method, (best, median) in timings.items():
+                cases.append({
+                    "case": f"poisson2d-{side}^2",
+                    "op": "spmv-small" if k == 1 else "spmm-small",
+                    "dtype": "float64",
+                    "k": k,
+                    "method": method,
+                    "rows": A.shape[0],
+                    "nnz": int(A.nnz),
+                    "ms": best * 1e3 / _CALLS,
+                    "ms_median": median * 1e3 / _CALLS,
+                    "gflops": 2.0 * A.nnz * k * _CALLS / best / 1e9,
+                    "ours_speedup": best / timings["sciml"][0],
+                })
+    return cases
+
+
+def _small_summary(cases):
+    def best_ms(case, k, method):
+        return next(c["ms"] for c in cases if c["case"] == case and c["k"] == k and c["method"] == method)
+
+    works, crossover = sorted({(c["nnz"] * c["k"], c["case"], c["k"]) for c in cases}), None
+    for work, case, k in works:
+        if best_ms(case, k, "parallel kernel") < best_ms(case, k, "serial kernel"):
+            crossover = work
+            break
+    spmv_cases = sorted({c["case"] for c in cases if c["k"] == 1})
+    return {
+        "serial_crossover_work": crossover,
+        "serial_work": _cpu.SERIAL_WORK,
+        "small_spmv_speedup_vs_scipy": float(np.median(
+            [best_ms(c, 1, "scipy") / best_ms(c, 1, "sciml") for c in spmv_cases])),
+    }
 
 
 def main(args, json_path=None):

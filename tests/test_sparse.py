@@ -210,6 +210,33 @@ def test_serial_and_parallel_kernels_agree_with_scipy(monkeypatch, matrix, dtype
         assert_close(a, b, dtype)
 
 
+def test_host_matrix_description_is_cached_safely():
+    """spmv caches a scipy matrix's validated description; what a user changes still counts."""
+    import gc
+    import weakref
+
+    from sciml.sparse import _api
+
+    A = data.random_csr(50, 40, nnz_per_row=4, random_state=11)
+    x = np.random.default_rng(12).standard_normal(40)
+    assert_close(spmv(A, x), A @ x, np.float64)
+    assert _api._as_csr(A) is _api._as_csr(A)  # described once
+    A.data *= 2.0  # values written in place: the same arrays, the new values
+    assert_close(spmv(A, x), A @ x, np.float64)
+    A.data = A.data[::-1].copy()  # a new array: described again
+    assert_close(spmv(A, x), A @ x, np.float64)
+    A.indptr[-1] = A.nnz + 5  # structure corrupted in place: the O(1) checks still run
+    with pytest.raises(ValueError, match="does not match len"):
+        spmv(A, x)
+    # The cache does not keep a deleted matrix's arrays alive.
+    B = data.random_csr(30, 30, nnz_per_row=3, random_state=13)
+    spmv(B, np.ones(30))
+    values = weakref.ref(B.data)
+    del B
+    gc.collect()
+    assert values() is None
+
+
 @pytest.mark.parametrize("shape", [(1, 7), (7, 1), (1, 1)])
 def test_degenerate_shapes(shape):
     A = sp.random_array(shape, density=1.0, format="csr", rng=np.random.default_rng(0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -166,6 +167,7 @@ class _CSR:
     device: torch.device | None  # torch CSR tensors only
     data_source: object  # A's values in A's own library (for autograd)
     longest_row: int | None = None  # GPU matrices: for the kernel choice
+    unsigned: tuple | None = None  # host matrices: (indptr, indices) viewed unsigned, see _cpu
 
 
 def _check_backend(backend):
@@ -209,12 +211,47 @@ def _csr_arrays(A):
     )
 
 
+# The last few scipy matrices seen, validated and viewed: describing a matrix
+# costs several microseconds, more than a whole product on a small one.  An
+# entry is used only for the same object holding the same arrays and shape,
+# and the O(1) structural checks (indptr's ends) run again on every call.
+_HOST_CACHE: dict = {}  # id(A) -> (weakref to A, (indptr, indices, data), shape, _CSR)
+_HOST_CACHE_SIZE = 16
+_SCIPY_CSR = (sp.csr_array, sp.csr_matrix)
+
+
 def _as_csr(A, *, fresh=False) -> _CSR:
     """Validate A (O(1) checks) and view its arrays for its backend.
 
     On a GPU the checks use ``indptr``'s ends as cached per matrix;
-    ``fresh=True`` reads them again (for :func:`check_csr`).
+    ``fresh=True`` reads them again (for :func:`check_csr`).  A scipy CSR
+    matrix's description is cached (see ``_HOST_CACHE``).
     """
+    cacheable = type(A) in _SCIPY_CSR
+    if cacheable and not fresh:
+        entry = _HOST_CACHE.get(id(A))
+        if (entry is not None and entry[0]() is A and entry[2] == A.shape and entry[1][0] is A.indptr
+                and entry[1][1] is A.indices and entry[1][2] is A.data):
+            csr = entry[3]
+            if csr.indptr[0] == 0 and csr.indptr[-1] == csr.nnz:
+                return csr
+    csr = _describe_csr(A, fresh)
+    if cacheable:
+        if len(_HOST_CACHE) >= _HOST_CACHE_SIZE:
+            del _HOST_CACHE[next(iter(_HOST_CACHE))]  # the oldest entry
+        # The entry holds A's arrays; it goes when A does.
+        _HOST_CACHE[id(A)] = (weakref.ref(A, _forget), (A.indptr, A.indices, A.data), A.shape, csr)
+    return csr
+
+
+def _forget(ref):
+    """Drop the cache entry of a collected matrix (only its own: ids are reused)."""
+    for key, entry in list(_HOST_CACHE.items()):
+        if entry[0] is ref:
+            del _HOST_CACHE[key]
+
+
+def _describe_csr(A, fresh):
     indptr, indices, data = _csr_arrays(A)
     ops = {name: _operand(arr, f"A.{name}") for name, arr in (("indptr", indptr), ("indices", indices), ("data", data))}
     backends = {op.backend for op in ops.values()}
@@ -259,18 +296,12 @@ def _as_csr(A, *, fresh=False) -> _CSR:
         raise ValueError(
             f"A.indptr[-1] = {nnz} does not match len(indices) = {n_indices} and len(data) = {n_data}"
         )
-    return _CSR(
-        indptr_v,
-        _view(indices, ops["indices"])[:nnz],
-        _view(data, ops["data"])[:nnz],
-        shape,
-        nnz,
-        dtype,
-        backend,
-        ops["data"].device,
-        data,
-        longest_row,
-    )
+    indices_v = _view(indices, ops["indices"])[:nnz]
+    unsigned = None
+    if backend == "cpu":
+        unsigned = (indptr_v.view(_UNSIGNED[indptr_v.dtype]), indices_v.view(_UNSIGNED[indices_v.dtype]))
+    return _CSR(indptr_v, indices_v, _view(data, ops["data"])[:nnz], shape, nnz, dtype, backend,
+                ops["data"].device, data, longest_row, unsigned)
 
 
 def _to_host(arr):
@@ -438,8 +469,12 @@ def _scratch_chunks(csr, out_row_elems, n_threads):
 
 
 def _unsigned_structure(csr):
-    """Zero-copy unsigned views of A's index arrays (see sciml.sparse._cpu)."""
-    return csr.indptr.view(_UNSIGNED[csr.indptr.dtype]), csr.indices.view(_UNSIGNED[csr.indices.dtype])
+    """Zero-copy unsigned views of a host matrix's index arrays (see sciml.sparse._cpu)."""
+    return csr.unsigned
+
+
+_SERIAL_KERNELS = {(False, 1): _cpu.csr_spmv_serial, (False, 2): _cpu.csr_spmm_serial,
+                   (True, 1): _cpu.csr_rspmv_serial, (True, 2): _cpu.csr_rspmm_serial}
 
 
 def _product_cpu(csr, dense, out, transpose):
@@ -450,9 +485,7 @@ def _product_cpu(csr, dense, out, transpose):
     zero = csr.dtype.type(0)
     row_elems = 1 if dense.ndim == 1 else dense.shape[1]
     if _cpu.is_serial(csr.nnz * row_elems):
-        kernels = {(False, 1): _cpu.csr_spmv_serial, (False, 2): _cpu.csr_spmm_serial,
-                   (True, 1): _cpu.csr_rspmv_serial, (True, 2): _cpu.csr_rspmm_serial}
-        kernels[transpose, dense.ndim](indptr, indices, csr.data, dense, out, zero)
+        _SERIAL_KERNELS[transpose, dense.ndim](indptr, indices, csr.data, dense, out, zero)
         return
     n_threads = _cpu.num_threads()
     if not transpose:

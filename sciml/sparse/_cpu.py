@@ -19,6 +19,13 @@ happens in :mod:`sciml.sparse._api`.  Conventions that make them fast:
   not leave threads idle.
 * Accumulation happens in the output's dtype (float32 stays float32, as in
   scipy), through a typed ``zero`` passed by the caller.
+* Products of fewer than ``SERIAL_WORK`` multiply-adds run on a serial
+  kernel.  Starting a parallel region costs about 4 us (median, 2 threads),
+  so on 2-D Poisson matrices the serial SpMV wins up to about 10k nonzeros
+  and SpMM with 8 columns up to about 30k multiply-adds; and on a busy
+  machine a parallel region waits for its slowest thread: a small CG solve
+  took 100x longer with a competing process.  Measured with
+  ``/tmp``-free code in ``benchmarks/spmv.py``'s ``serial`` rows.
 """
 
 import numba
@@ -31,7 +38,7 @@ _OPTS = dict(cache=True, nogil=True, fastmath=_FASTMATH)
 
 # Products with fewer multiply-adds than this (nnz times the dense operand's
 # columns) run serially; measured on 2 cores, see the module docstring.
-SERIAL_WORK = 32768
+SERIAL_WORK = 16384
 
 
 @njit(cache=True, nogil=True)
