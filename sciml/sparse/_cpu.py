@@ -23,9 +23,10 @@ happens in :mod:`sciml.sparse._api`.  Conventions that make them fast:
   kernel.  Starting a parallel region costs about 4 us (median, 2 threads),
   so on 2-D Poisson matrices the serial SpMV wins up to about 10k nonzeros
   and SpMM with 8 columns up to about 30k multiply-adds; and on a busy
-  machine a parallel region waits for its slowest thread: a small CG solve
-  took 100x longer with a competing process.  Measured with
-  ``/tmp``-free code in ``benchmarks/spmv.py``'s ``serial`` rows.
+  machine a parallel region waits for its slowest thread (a 1k-row CG
+  solve took up to 100x longer while other processes ran).  The crossover
+  is measured by ``python -m benchmarks spmv`` (its small-product rows,
+  summary ``serial_crossover_work``).
 """
 
 import numba
