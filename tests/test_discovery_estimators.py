@@ -421,3 +421,144 @@ def test_cuda_tensor_input_matches_numpy():
     ref = PDESINDy().fit(u, t=t, x=x)
     model = PDESINDy().fit(torch.as_tensor(u, device="cuda"), t=t, x=x)
     np.testing.assert_allclose(model.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
+
+
+# --- audit regressions ---------------------------------------------------------------
+def test_weak_form_ibp_error_of_short_supports():
+    """Radius 2 / degree 2 trapezoid sums miss integration by parts by 29 %; radius 5 / degree 5 does not."""
+    t = np.arange(101) * 0.01
+    assert AxisTestFunctions(t, 2, 2, 1).ibp_error() == pytest.approx(0.294, abs=1e-3)
+    assert AxisTestFunctions(t, 5, 5, 1).ibp_error() < 2e-3
+    assert AxisTestFunctions(t, 8, 16, 2).ibp_error(4) < 1e-4
+
+
+def test_short_clean_series_gives_unbiased_coefficients():
+    """101 clean samples: the capped support grows until the quadrature is exact enough."""
+    t, X = lorenz(dt=0.01, t_end=1.0)
+    model = SINDy(feature_names=list("xyz")).fit(X, t=t)
+    truth = _lorenz_truth(model.term_names_)
+    np.testing.assert_array_equal(model.coef_ != 0, truth != 0)
+    assert _rel_err(model.coef_, truth) < 2e-3  # was 30 % too small at radius 2
+    assert model.test_functions_[0].radius == 5 and model.test_functions_[0].degree == 5
+    with pytest.raises(ValueError, match="integration by parts is off by 79"):
+        SINDy(differentiation=WeakForm(radius=2)).fit(X, t=t)
+
+
+def test_short_linear_system_and_several_short_trajectories():
+    from scipy.integrate import solve_ivp
+    from sklearn.preprocessing import PolynomialFeatures
+
+    A = np.array([[-0.1, 2.0], [-2.0, -0.1]])
+    tt = np.linspace(0.0, 3.0, 40)
+    runs = [
+        solve_ivp(lambda _, x: A @ x, (0, 3), x0, t_eval=tt, rtol=1e-12, atol=1e-12).y.T
+        for x0 in ([2.0, 0.0], [0.0, 1.0])
+    ]
+    lib = PolynomialFeatures(1, include_bias=False)
+    np.testing.assert_allclose(SINDy(library=lib).fit(runs[0], t=tt).coef_, A, atol=2e-3)
+    np.testing.assert_allclose(SINDy(library=lib).fit(runs, t=[tt, tt]).coef_, A, atol=2e-3)
+
+
+def test_randomly_sampled_time_keeps_every_term():
+    """1000 random stamps on [0, 2]: the support widens until the trapezoid rule is accurate."""
+    rng = np.random.default_rng(0)
+    t = np.sort(np.concatenate([[0.0], rng.uniform(0.0, 2.0, 998), [2.0]]))
+    _, X = lorenz(t=t)
+    model = SINDy(feature_names=list("xyz")).fit(X, t=t)
+    truth = _lorenz_truth(model.term_names_)
+    np.testing.assert_array_equal(model.coef_ != 0, truth != 0)  # the -y term was lost
+    assert _rel_err(model.coef_, truth) < 2e-3
+    assert model.test_functions_[0].ibp_error() <= 2e-3
+
+
+def test_xarray_predict_matches_variables_by_label(lorenz_data):
+    xr = pytest.importorskip("xarray")
+    t, X = lorenz_data
+    t, X = t[:1000], X[:1000]
+    da = xr.DataArray(X, dims=("time", "var"), coords={"time": t, "var": list("xyz")})
+    model = SINDy().fit(da)
+    expected = model.predict(da)
+    out = model.predict(da.sel(var=["z", "y", "x"]))
+    np.testing.assert_allclose(out.sel(var="x").values, 10 * (X[:, 1] - X[:, 0]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out.sel(var=["x", "y", "z"]).values, expected.values, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"lacks the variables \['z'\]"):
+        model.predict(da.assign_coords(var=["x", "y", "w"]))
+    ds = xr.Dataset({n: (("time",), X[:, i]) for i, n in enumerate("xyz")}, coords={"time": t})
+    model = SINDy().fit(ds)
+    shuffled = ds[["z", "x", "y"]]
+    np.testing.assert_allclose(model.predict(shuffled)["x"].values, model.predict(ds)["x"].values, rtol=1e-12)
+    assert model.score(shuffled) == pytest.approx(model.score(ds), rel=1e-12)
+
+
+def test_refit_forgets_ensemble_state(lorenz_data):
+    t, X = lorenz_data
+    model = SINDy(optimizer=EnsembleOptimizer(n_models=3, random_state=0)).fit(X[:1000], t=t[:1000])
+    assert hasattr(model, "inclusion_probability_") and hasattr(model, "test_functions_")
+    model.set_params(optimizer=STLSQ(), differentiation=FiniteDifference()).fit(X[:1000], t=t[:1000])
+    for attr in ("inclusion_probability_", "coef_interval_", "coef_std_", "test_functions_"):
+        assert not hasattr(model, attr)
+
+
+def test_simulate_keeps_the_given_time_stamps(lorenz_data):
+    xr = pytest.importorskip("xarray")
+    t, X = lorenz_data
+    t = t[:1000] + 3.7  # a uniform grid whose rebuilt stamps differ in the last bits
+    da = xr.DataArray(X[:1000], dims=("time", "var"), coords={"time": t, "var": list("xyz")})
+    sim = SINDy().fit(da).simulate(X[0], t[:200])
+    assert np.array_equal(sim["time"].values, t[:200])
+    np.testing.assert_allclose(sim.values, X[:200], atol=1e-3 * np.abs(X).max())
+
+
+def test_pysindy_custom_library():
+    ps = pytest.importorskip("pysindy")
+    t, X = lorenz(t_end=2.0)
+    lib = ps.CustomLibrary(
+        library_functions=[lambda a: a, lambda a, b: a * b], function_names=[lambda a: a, lambda a, b: a + " " + b]
+    )
+    model = SINDy(library=lib, feature_names=list("xyz")).fit(X, t=t)
+    assert model.equations(2) == ["x' = -10.00 x + 10.00 y", "y' = 28.00 x - 1.00 y - 1.00 x z", "z' = -2.67 z + 1.00 x y"]
+
+
+def test_score_pools_several_trajectories(lorenz_data):
+    t, X = lorenz_data
+    model = SINDy(feature_names=list("xyz")).fit([X[:500], X[500:1000]], t=[t[:500], t[500:1000]])
+    score = model.score([X[:500], X[500:1000]], t=[t[:500], t[500:1000]])
+    assert 0.9999 < score <= 1.0
+    # Pooling is one R^2 over all rows, not a mean of per-trajectory scores.
+    from sklearn.metrics import r2_score
+
+    d = [FiniteDifference(order=2)(Xi, ti) for Xi, ti in ((X[:500], t[:500]), (X[500:1000], t[500:1000]))]
+    pooled = r2_score(np.vstack(d), np.vstack([model.predict(X[:500]), model.predict(X[500:1000])]))
+    assert score == pytest.approx(pooled, rel=1e-12)
+
+
+def test_bad_parameters_get_clear_errors(lorenz_data, burgers_data):
+    t, X = lorenz_data
+    with pytest.raises(TypeError, match="radius must be a positive integer, got 5.0"):
+        SINDy(differentiation=WeakForm(radius=5.0)).fit(X[:500], t=t[:500])
+    with pytest.raises(ValueError, match="precision must be a non-negative integer"):
+        SINDy().fit(X[:500], t=t[:500]).equations(precision=-1)
+    tb, xb, ub = burgers_data
+    with pytest.raises(TypeError, match="spatial_differentiation must be a derivative estimator"):
+        PDESINDy(differentiation=FiniteDifference(), spatial_differentiation=3).fit(ub, t=tb, x=xb)
+    with pytest.raises(ValueError, match=f"x has {xb.size - 1} coordinates but the data has {xb.size} samples along axis 1"):
+        PDESINDy().fit(ub, t=tb, x=xb[:-1])
+    with pytest.raises(ValueError, match="x coordinates must be strictly increasing"):
+        PDESINDy().fit(ub, t=tb, x=xb[::-1])
+
+
+def test_pde_predict_on_xarray_layouts():
+    xr = pytest.importorskip("xarray")
+    from sciml.discovery.data import burgers as burgers_gen
+
+    t, x, u = burgers_gen(nx=64, nt=41, t_end=4.0)  # a non-square grid
+    model = PDESINDy(library=PDELibrary(degree=2, derivative_order=2)).fit(u, t=t, x=x)
+    ref = model.predict(u)
+    da = xr.DataArray(u.T, dims=("x", "t"), coords={"x": x, "t": t})
+    out = model.predict(da)
+    assert out.dims == ("x", "t")
+    np.testing.assert_allclose(out.transpose("t", "x").values, ref, rtol=1e-12)
+    ds = xr.Dataset({"u": (("x", "t"), u.T)}, coords={"t": t, "x": x})
+    out = model.predict(ds)
+    assert isinstance(out, xr.Dataset) and out["u"].dims == ("x", "t")
+    np.testing.assert_allclose(out["u"].transpose("t", "x").values, ref, rtol=1e-12)

@@ -193,3 +193,41 @@ def test_best_subset_refuses_huge_searches():
     X = np.random.default_rng(0).standard_normal((100, 40))
     with pytest.raises(ValueError, match="STLSQ"):
         BestSubset(max_terms=10).fit(X, X[:, 0])
+
+
+def test_best_subset_refuses_a_growing_search_cut_short():
+    # max_terms=None grows the support size; stopping at max_subsets would return a
+    # 1-term model as if the search had been exhaustive.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 10))
+    y = 2 * X[:, 1] - 0.5 * X[:, 4] + X[:, 7]
+    with pytest.raises(ValueError, match="max_subsets=10"):
+        BestSubset(max_subsets=10).fit(X, y)
+    np.testing.assert_array_equal(np.flatnonzero(BestSubset().fit(X, y).coef_[0]), [1, 4, 7])
+
+
+@pytest.mark.parametrize("cls", [IHT, ISTA, SR3])
+def test_auto_path_drops_tiny_terms_on_clean_lorenz(cls):
+    """Clean Lorenz: the 7 true terms, none of the spurious 1e-4-share ones the path used to keep."""
+    from sciml.discovery import SINDy
+    from sciml.discovery.data import lorenz, lorenz_coefficients
+
+    t, X = lorenz(t_end=5.0)
+    model = SINDy(feature_names=list("xyz"), optimizer=cls()).fit(X, t=t)
+    co = lorenz_coefficients()
+    truth = np.array([[co[v].get(n, 0.0) for n in model.term_names_] for v in "xyz"])
+    assert model.complexity == 7
+    np.testing.assert_allclose(model.coef_, truth, atol=1e-3)
+
+
+def test_auto_tie_break_takes_the_sparsest_penalty():
+    # On a clean 2-term problem many penalties give the same refit; ISTA's grid
+    # descends, so the sparsest (largest) tied alpha is the first, not the last.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 6))
+    model = ISTA().fit(X, 2 * X[:, 1] - 0.5 * X[:, 4])
+    loss, values = model.path_["loss"][0], model.path_["values"]
+    tied = loss <= loss.min() + 1e-12
+    assert tied.sum() > 1 and values[0] > values[-1]
+    assert model.strength_[0] == values[tied].max()
+    np.testing.assert_allclose(model.coef_[0], [0, 2, 0, 0, -0.5, 0], atol=1e-10)

@@ -84,25 +84,28 @@ def _as_real_array(x):
     return x, out_dtype
 
 
-def _check_coordinates(t, n, axis):
-    """Return ``(t, uniform)``: a positive float spacing, or a float64 coordinate array."""
+def _check_coordinates(t, n, axis, name="t", data="x"):
+    """Return ``(t, uniform)``: a positive float spacing, or a float64 coordinate array.
+
+    ``name`` is the coordinate's name and ``data`` the data's, for the messages.
+    """
     t_arr = np.asarray(t)
     if t_arr.ndim == 0:
         if t_arr.dtype.kind not in "iuf":
-            raise TypeError(f"t must be a positive spacing or a 1-D array of coordinates, got {t!r}")
+            raise TypeError(f"{name} must be a positive spacing or a 1-D array of coordinates, got {t!r}")
         dt = float(t_arr)
         if not (math.isfinite(dt) and dt > 0):
-            raise ValueError(f"the sample spacing t must be positive and finite, got {dt!r}")
+            raise ValueError(f"the sample spacing {name} must be positive and finite, got {dt!r}")
         return dt, True
     if t_arr.ndim != 1:
-        raise ValueError(f"t must be a scalar spacing or a 1-D array of coordinates, got an array of shape {t_arr.shape}")
+        raise ValueError(f"{name} must be a scalar spacing or a 1-D array of coordinates, got an array of shape {t_arr.shape}")
     if t_arr.dtype.kind not in "iuf":
-        raise TypeError(f"t must be a real numeric array, got dtype {t_arr.dtype}")
+        raise TypeError(f"{name} must be a real numeric array, got dtype {t_arr.dtype}")
     if t_arr.shape[0] != n:
-        raise ValueError(f"t has {t_arr.shape[0]} coordinates but x has {n} samples along axis {axis}")
+        raise ValueError(f"{name} has {t_arr.shape[0]} coordinates but {data} has {n} samples along axis {axis}")
     t_arr = t_arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(t_arr)):
-        raise ValueError("t contains NaN or infinity")
+        raise ValueError(f"{name} contains NaN or infinity")
     if n < 2:
         return t_arr, False
     steps = np.diff(t_arr)
@@ -110,7 +113,8 @@ def _check_coordinates(t, n, axis):
     if bad.size:
         i = int(bad[0]) + 1
         kind = "repeat" if steps[bad[0]] == 0 else "decrease"
-        raise ValueError(f"time stamps must be strictly increasing; found a {kind} at index {i}")
+        what = "time stamps" if name == "t" else f"{name} coordinates"
+        raise ValueError(f"{what} must be strictly increasing; found a {kind} at index {i}")
     mean = (t_arr[-1] - t_arr[0]) / (n - 1)
     if steps.max() - steps.min() <= _UNIFORM_RTOL * mean:
         return float(mean), True

@@ -15,6 +15,7 @@ library serves the strong form (differentiate the data) and the weak form
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -45,7 +46,12 @@ class FittedLibrary:
                 "library must be a scikit-learn transformer or a PySINDy feature library "
                 f"(with fit and transform), got {type(library).__name__}"
             )
-        self.library = clone(library).fit(X)
+        try:
+            fresh = clone(library)
+        except (AttributeError, TypeError, RuntimeError):
+            # Some PySINDy libraries (CustomLibrary) keep parameters clone cannot read back.
+            fresh = copy.deepcopy(library)
+        self.library = fresh.fit(X)
         if hasattr(self.library, "get_feature_names_out"):
             names = self.library.get_feature_names_out(list(variable_names))
         elif hasattr(self.library, "get_feature_names"):

@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 _SELECTIONS = ("mstls", "bic", "aicc")
+# Smallest scaled coefficient (share of rms(y)) kept along an "auto" path.
+_MIN_SHARE = 1e-3
 
 
 def selection_loss(X, y, coef, coef_ls, criterion="mstls", n_effective=None):
@@ -229,12 +231,14 @@ class SparseRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 for j, value in enumerate(grid):
                     # Warm start from the neighbouring point of the path.
                     warm, iters = self._reduce(Xs, Ys[:, k], gram, xty, value, coef0=warm)
-                    c = self._finish(warm, gram, xty)
+                    c = self._finish(warm, gram, xty, min_share=_MIN_SHARE)
                     fits.append((c, iters))
                     path_loss[k, j] = selection_loss(Xs, Ys[:, k], c, coef_ls, self.selection, n_effective)
                     path_nnz[k, j] = np.count_nonzero(c)
-                # The smallest loss; ties go to the sparser model (larger value).
-                best = int(np.flatnonzero(path_loss[k] <= path_loss[k].min() + 1e-12)[-1])
+                # The smallest loss; ties go to the sparser model (the largest
+                # value: thresholds ascend along the grid, penalties descend).
+                tied = np.flatnonzero(path_loss[k] <= path_loss[k].min() + 1e-12)
+                best = int(tied[np.argmax(grid[tied])])
                 coef[k], n_iter[k] = fits[best]
                 strength_used[k] = grid[best]
             else:
@@ -252,10 +256,20 @@ class SparseRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.intercept_ = np.zeros(Y.shape[1])
         return self
 
-    def _finish(self, coef, gram, xty):
-        """Refit by least squares on the support (``unbias``), which removes the shrinkage."""
+    def _finish(self, coef, gram, xty, min_share=0.0):
+        """Refit by least squares on the support (``unbias``), which removes the shrinkage.
+
+        With ``min_share`` (the ``"auto"`` path), refit terms whose scaled
+        coefficient is below it are dropped and the rest refit: the floor of
+        STLSQ's path and BestSubset's ``min_share``, which IHT, ISTA and SR3
+        would otherwise lack (on clean Lorenz they kept 1-8 spurious tiny terms).
+        """
         if self.unbias and np.any(coef):
-            return _lstsq_on_support(gram, xty, coef != 0, self._ridge())
+            support = coef != 0
+            coef = _lstsq_on_support(gram, xty, support, self._ridge())
+            while min_share > 0 and np.any(support & (np.abs(coef) < min_share)):
+                support = support & (np.abs(coef) >= min_share)
+                coef = _lstsq_on_support(gram, xty, support, self._ridge())
         return coef
 
     def _ridge(self):
@@ -617,7 +631,9 @@ class BestSubset(SparseRegressor):
         same reason (on clean data the criteria reward fitting the derivative
         estimator's own truncation error with spurious terms).
     max_subsets : int, default=200_000
-        Refuse (with a message naming STLSQ) searches larger than this.
+        Refuse (with a message naming STLSQ) searches larger than this: with
+        ``max_terms`` up front, with ``max_terms=None`` when the growing
+        search reaches it before the criterion has settled.
     normalize_columns, unbias
         As in :class:`STLSQ` (``unbias`` changes nothing here: every fit is
         already least squares on its support).
@@ -661,7 +677,12 @@ class BestSubset(SparseRegressor):
         for k in range(1, limit + 1):
             searched += comb(p, k)
             if searched > self.max_subsets:
-                break
+                # Stopping here would return the best of the smaller supports as if searched.
+                raise ValueError(
+                    f"best-subset search over {p} terms reached {k}-term supports without settling: "
+                    f"{searched} fits exceed max_subsets={self.max_subsets}; set max_terms below {k}, "
+                    "raise max_subsets or use STLSQ"
+                )
             size_best = np.inf
             for subset in itertools.combinations(range(p), k):
                 coef = _lstsq_on_support(gram, xty, np.isin(np.arange(p), subset), 0.0)
