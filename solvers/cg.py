@@ -599,17 +599,17 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
     atol = check_real("atol", atol, positive=False)
     if any(isinstance(v, torch.Tensor) for v in (A, b, x0)):
         A, b, x = _prepare_torch(A, b, x0)
-        # Iterate on b / ||b||: float32 dot products of b-sized vectors
-        # underflow or overflow at everyday scales (entries near 1e-20 or
-        # 1e19), which would fake convergence. The norm is taken in float64.
-        b_norm = float(torch.linalg.vector_norm(b, dtype=torch.float64))
-        tolerance = max(rtol * b_norm, atol)
-        scale = b_norm if 0 < b_norm < math.inf else 1.0
-        b, x = b / scale, x / scale
-        scaled_callback = callback if callback is None or scale == 1.0 else (lambda xk: callback(xk * scale))
         maxiter = 10 * A.shape[0] if maxiter is None else check_positive_int("maxiter", maxiter)
         precond = _as_preconditioner(M, A)
         with thread_limit(n_threads), torch.no_grad():
+            # Iterate on b / ||b||: float32 dot products of b-sized vectors
+            # underflow or overflow at everyday scales (entries near 1e-20 or
+            # 1e19), which would fake convergence. The norm is taken in float64.
+            b_norm = float(torch.linalg.vector_norm(b, dtype=torch.float64))
+            tolerance = max(rtol * b_norm, atol)
+            scale = b_norm if 0 < b_norm < math.inf else 1.0
+            b, x = b / scale, x / scale
+            scaled_callback = callback if callback is None or scale == 1.0 else (lambda xk: callback(xk * scale))
             x, history, reason, n_iter = _cg_loop(_TensorOps(A), b, x, precond, tolerance / scale, maxiter,
                                                   scaled_callback)
             x = x * scale if scale != 1.0 else x
@@ -622,8 +622,10 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
         A = A if A.dtype == np.float64 else A.astype(np.float64)
         maxiter = 10 * n if maxiter is None else check_positive_int("maxiter", maxiter)
         precond = _as_preconditioner(M, A)
-        tolerance = max(rtol * _norm(b), atol)
         with thread_limit(n_threads):
+            # ||b|| inside the limit too: an unlimited BLAS pool keeps spinning
+            # after the call and stalls the sparse kernels' threads that follow.
+            tolerance = max(rtol * _norm(b), atol)
             x, history, reason, n_iter = _cg_loop(_HostOps(A), b, x, precond, tolerance, maxiter, callback)
     return x, CGResult(
         converged=reason == "converged",

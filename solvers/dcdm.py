@@ -383,8 +383,7 @@ class DCDMSolver(BaseTorchEstimator):
                                         problem.shape)
         if problem.ndim != self.network_.ndim:
             raise ValueError(f"problem is {problem.ndim}-D but the network was trained on a {self.network_.ndim}-D grid")
-        tolerance = max(check_real("rtol", rtol, positive=False) * float(np.linalg.norm(b)),
-                        check_real("atol", atol, positive=False))
+        rtol, atol = check_real("rtol", rtol, positive=False), check_real("atol", atol, positive=False)
         parameter = next(self.network_.parameters())
         # The whole iteration runs in float64 on the network's device: on a
         # GPU no vector crosses to the host until the solution is returned.
@@ -392,14 +391,17 @@ class DCDMSolver(BaseTorchEstimator):
         A = problem._matrix_for(device)
         b = torch.tensor(b, dtype=torch.float64, device=device)  # a copy: the caller's b may be read-only
         x = torch.zeros(n, dtype=torch.float64, device=device) if x0 is None else torch.as_tensor(x0, device=device)
-        r = b - spmv(A, x)
-        history = [float(torch.linalg.vector_norm(r))]
         # Per iteration a list of (p / p^T A p, A p), the directions all
         # mutually A-orthogonal: the current iteration's and the `keep` before it.
         directions = collections.deque(maxlen=keep + 1)
         reason = "maxiter"
         n_iter = n_residual_steps = 0
+        # Every vector operation inside the thread limit: an unlimited pool
+        # keeps spinning after its call and stalls the sparse kernels' threads.
         with self._thread_limit(), torch.no_grad():
+            tolerance = max(rtol * float(torch.linalg.vector_norm(b)), atol)
+            r = b - spmv(A, x)
+            history = [float(torch.linalg.vector_norm(r))]
             if history[0] <= tolerance:
                 return x.cpu().numpy(), CGResult(True, 0, np.asarray(history), "converged", tolerance)
             for k in range(1, maxiter + 1):
