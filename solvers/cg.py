@@ -4,8 +4,10 @@
 names and stopping rule (``||b - A x|| <= max(rtol * ||b||, atol)``) and
 returns the solution together with a :class:`CGResult` carrying the
 iteration count, the residual history, the convergence flag and, when the
-iteration stops early, the reason. Products with ``A`` run through
-:func:`sciml.sparse.spmv`; preconditioners are :class:`Jacobi` and
+iteration stops early, the reason. Products with ``A`` run on the sparse
+core: on numpy through a matrix prepared once per solve, with ``p^T A p``
+from the same pass and the vector updates fused (each vector read once per
+update), on torch through :func:`sciml.sparse.spmv`; preconditioners are :class:`Jacobi` and
 :class:`IncompleteCholesky` (IC(0), factorisation and triangular solves in
 numba), or anything scipy accepts as ``M`` (an approximation of ``A^-1``).
 
