@@ -1,5 +1,7 @@
 """sciml.sparse on the CPU: agreement with scipy, autograd, bad input."""
 
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -235,6 +237,66 @@ def test_host_matrix_description_is_cached_safely():
     del B
     gc.collect()
     assert values() is None
+
+
+def test_kernels_stay_in_bounds_as_plain_python():
+    """With NUMBA_DISABLE_JIT every kernel runs as Python, whose indexing is bounds-checked:
+    tall and wide matrices on both paths (the compiled kernels skip bounds checks)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, scipy.sparse as sp
+from sciml import data
+from sciml.sparse import _cpu, spmm, spmv
+from sciml.sparse._api import HostOperator
+for work in (10**12, 0):
+    _cpu.SERIAL_WORK = work
+    _cpu.num_threads = lambda: 3
+    for shape in ((40, 3), (3, 40), (25, 25)):
+        A = data.random_csr(*shape, nnz_per_row=2, random_state=0)
+        x, z = np.ones(shape[1]), np.ones(shape[0])
+        X, Z = np.ones((shape[1], 2)), np.ones((shape[0], 2))
+        for got, want in ((spmv(A, x), A @ x), (spmv(A, z, transpose=True), A.T @ z),
+                          (spmm(A, X), A @ X), (spmm(A, Z, transpose=True), A.T @ Z),
+                          (HostOperator(A).matvec(x), A @ x)):
+            assert np.allclose(got, want), shape
+        if shape[0] == shape[1]:
+            y = np.empty(shape[0])
+            assert np.isclose(HostOperator(A).matvec_dot(x, y), x @ (A @ x))
+print("ok")
+"""
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_host_cache_tolerates_threads():
+    """Products from several threads (they release the GIL) evict and forget cache entries concurrently."""
+    import sys
+    import threading
+
+    errors = []
+
+    def work(seed):
+        mats = [sp.csr_array(np.eye(4) * (seed + 1)) for _ in range(20)]  # more than the cache holds
+        try:
+            for i in range(20000):
+                spmv(mats[i % 20], np.ones(4))
+        except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
 
 
 @pytest.mark.parametrize("shape", [(1, 7), (7, 1), (1, 1)])

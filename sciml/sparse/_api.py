@@ -214,7 +214,10 @@ def _csr_arrays(A):
 # The last few scipy matrices seen, validated and viewed: describing a matrix
 # costs several microseconds, more than a whole product on a small one.  An
 # entry is used only for the same object holding the same arrays and shape,
-# and the O(1) structural checks (indptr's ends) run again on every call.
+# and the O(1) structural checks (indptr's ends) run again on every call.  It
+# holds A's arrays: those A replaces (A.data = ...) live on until A's next
+# product, A's end or the entry's eviction.  Updates tolerate races between
+# threads (products release the GIL; a lost entry is only described again).
 _HOST_CACHE: dict = {}  # id(A) -> (weakref to A, (indptr, indices, data), shape, _CSR)
 _HOST_CACHE_SIZE = 16
 _SCIPY_CSR = (sp.csr_array, sp.csr_matrix)
@@ -238,7 +241,10 @@ def _as_csr(A, *, fresh=False) -> _CSR:
     csr = _describe_csr(A, fresh)
     if cacheable:
         if len(_HOST_CACHE) >= _HOST_CACHE_SIZE:
-            del _HOST_CACHE[next(iter(_HOST_CACHE))]  # the oldest entry
+            try:
+                _HOST_CACHE.pop(next(iter(_HOST_CACHE)), None)  # the oldest entry
+            except (StopIteration, RuntimeError):  # emptied or resized by another thread meanwhile
+                pass
         # The entry holds A's arrays; it goes when A does.
         _HOST_CACHE[id(A)] = (weakref.ref(A, _forget), (A.indptr, A.indices, A.data), A.shape, csr)
     return csr
@@ -248,7 +254,7 @@ def _forget(ref):
     """Drop the cache entry of a collected matrix (only its own: ids are reused)."""
     for key, entry in list(_HOST_CACHE.items()):
         if entry[0] is ref:
-            del _HOST_CACHE[key]
+            _HOST_CACHE.pop(key, None)
 
 
 def _describe_csr(A, fresh):

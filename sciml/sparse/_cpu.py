@@ -80,7 +80,17 @@ def row_partition(indptr, n_chunks):
 
 @njit(inline="always", **_OPTS)
 def _spmv_rows(indptr, indices, data, x, y, start, stop, zero):
-    """y[i] = (A @ x)[i] for rows start:stop; returns sum_i x[i] * y[i] over them."""
+    """y[i] = (A @ x)[i] for rows start:stop."""
+    for i in range(start, stop):
+        acc = zero
+        for j in range(indptr[i], indptr[i + 1]):
+            acc += data[j] * x[indices[j]]
+        y[i] = acc
+
+
+@njit(inline="always", **_OPTS)
+def _spmv_dot_rows(indptr, indices, data, x, y, start, stop, zero):
+    """:func:`_spmv_rows` for square A, returning sum_i x[i] * y[i] over the rows."""
     dot = zero
     for i in range(start, stop):
         acc = zero
@@ -109,14 +119,14 @@ def csr_spmv_dot(indptr, indices, data, x, y, bounds, zero):
     """y = A @ x for square A, returning ``x . y`` (CG's curvature) from the same pass."""
     dot = zero
     for c in prange(bounds.shape[0] - 1):
-        dot += _spmv_rows(indptr, indices, data, x, y, bounds[c], bounds[c + 1], zero)
+        dot += _spmv_dot_rows(indptr, indices, data, x, y, bounds[c], bounds[c + 1], zero)
     return dot
 
 
 @njit(**_OPTS)
 def csr_spmv_dot_serial(indptr, indices, data, x, y, zero):
     """:func:`csr_spmv_dot` on the calling thread."""
-    return _spmv_rows(indptr, indices, data, x, y, 0, y.shape[0], zero)
+    return _spmv_dot_rows(indptr, indices, data, x, y, 0, y.shape[0], zero)
 
 
 @njit(inline="always", **_OPTS)
