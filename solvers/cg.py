@@ -137,8 +137,11 @@ def check_spd_matrix(A, *, symmetry_rtol=1e-10):
     check_csr(A)  # out-of-range indices would make every later step read out of bounds
     if not np.all(np.isfinite(A.data)):
         raise ValueError("A contains NaN or infinity")
-    A.sum_duplicates()
-    A.sort_indices()
+    if not A.has_canonical_format:
+        # Sorting happens in place: on a copy, not in the caller's arrays (which may be read-only).
+        A = A.copy()
+        A.sum_duplicates()
+        A.sort_indices()
     scale = float(np.abs(A.data).max()) if A.nnz else 0.0
     asym = A - A.T
     gap = float(np.abs(asym.data).max()) if asym.nnz else 0.0

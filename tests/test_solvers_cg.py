@@ -173,6 +173,24 @@ def test_bad_options():
     np.testing.assert_allclose(S @ x, np.ones(4), atol=1e-9)
 
 
+def test_unsorted_duplicate_and_read_only_matrices_are_left_alone():
+    """check_spd_matrix canonicalises a copy: the caller's arrays keep their order (and may be read-only)."""
+    # [[4, 1], [1, 4]] with unsorted indices and a duplicate entry in row 0.
+    A = sp.csr_array((np.array([0.5, 4.0, 0.5, 4.0, 1.0]), np.array([1, 0, 1, 1, 0]), np.array([0, 3, 5])),
+                     shape=(2, 2))
+    indices, data = A.indices.copy(), A.data.copy()
+    for array in (A.data, A.indices, A.indptr):
+        array.flags.writeable = False
+    checked = check_spd_matrix(A)
+    assert checked.has_canonical_format and checked.nnz == 4
+    np.testing.assert_array_equal(checked.toarray(), [[4.0, 1.0], [1.0, 4.0]])
+    np.testing.assert_array_equal(A.indices, indices)
+    np.testing.assert_array_equal(A.data, data)
+    x, res = cg(A, np.array([5.0, 5.0]), rtol=1e-12)
+    assert res.converged
+    np.testing.assert_allclose(x, [1.0, 1.0], rtol=1e-12)
+
+
 def test_check_spd_matrix_accepts_dense_and_int():
     A = check_spd_matrix(np.array([[2, -1], [-1, 2]]))
     assert sp.issparse(A) and A.dtype == np.float64
