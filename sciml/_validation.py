@@ -74,6 +74,8 @@ def as_real_tensor(X, name, *, ndims, expected, dtype=None, device=None):
     tensor : torch.Tensor
         Shares memory with ``X`` where no cast or move was needed.
     is_torch : bool
+        Whether ``X`` was a tensor (callers return tensors for tensors).
+    is_torch : bool
         Whether ``X`` came as a tensor.
     """
     import torch
@@ -101,8 +103,8 @@ def as_real_tensor(X, name, *, ndims, expected, dtype=None, device=None):
             raise TypeError(f"{name} must be float32 or float64 (or integer), got dtype {A.dtype}")
         if floating and A.dtype.itemsize > 8:  # long double: torch has no such dtype
             A = A.astype(np.float64)
-        if not A.flags.writeable:  # torch cannot wrap a read-only buffer
-            A = A.copy()
+        if not A.flags.writeable or any(stride < 0 for stride in A.strides):
+            A = A.copy()  # torch wraps neither a read-only buffer nor a flipped view (X[::-1])
         T = torch.from_numpy(A)
     if T.ndim not in ndims:
         raise ValueError(f"{name} must be {expected}, got shape {tuple(T.shape)}")

@@ -198,16 +198,18 @@ def as_tensor(X, device="cpu", dtype=None):
     -------
     tensor : torch.Tensor
         Shares memory with ``X`` only when it is a writable CPU array of the
-        requested dtype; read-only arrays (e.g. memory maps) are copied, since
-        torch cannot wrap them.
+        requested dtype; read-only arrays (e.g. memory maps), flipped views
+        (negative strides) and non-native byte orders are copied, since torch
+        cannot wrap them.
     """
     import torch
 
     if isinstance(X, torch.Tensor):
         return X.to(device=device, dtype=dtype)
     X = np.asarray(X)
-    if not X.flags.writeable:
-        X = X.copy()
+    if not X.flags.writeable or any(stride < 0 for stride in X.strides) or not X.dtype.isnative:
+        # torch wraps neither read-only nor flipped (X[::-1]) nor byte-swapped arrays.
+        X = np.array(X, dtype=X.dtype.newbyteorder("="))
     return torch.as_tensor(X, dtype=dtype, device=device)
 
 

@@ -8,10 +8,12 @@ never touches numpy's global RNG.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import check_float_dtype, check_positive_int
+from ._validation import check_float_dtype, check_positive_int, check_real
 
 __all__ = ["poisson_2d", "poisson_3d", "random_csr", "power_law_csr"]
 
@@ -127,9 +129,18 @@ def random_csr(n_rows, n_cols=None, *, nnz_per_row=10, dtype=np.float64, random_
     n_rows = check_positive_int("n_rows", n_rows)
     n_cols = n_rows if n_cols is None else check_positive_int("n_cols", n_cols)
     nnz_per_row = check_positive_int("nnz_per_row", nnz_per_row)
-    rng = np.random.default_rng(random_state)
+    rng = _rng(random_state)
     lengths = np.full(n_rows, nnz_per_row, dtype=np.int64)
     return _csr_from_row_lengths(lengths, n_cols, rng, check_float_dtype(dtype), sort)
+
+
+def _rng(random_state):
+    """numpy's Generator from None, a non-negative int or a Generator, with an error naming random_state."""
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, numbers.Integral) or random_state < 0:
+        raise ValueError(f"random_state must be None, a non-negative int or a numpy Generator, got {random_state!r}")
+    return np.random.default_rng(int(random_state))
 
 
 def power_law_csr(n_rows, n_cols=None, *, mean_nnz_per_row=10, exponent=2.0, dtype=np.float64, random_state=None):
@@ -156,11 +167,10 @@ def power_law_csr(n_rows, n_cols=None, *, mean_nnz_per_row=10, exponent=2.0, dty
     """
     n_rows = check_positive_int("n_rows", n_rows)
     n_cols = n_rows if n_cols is None else check_positive_int("n_cols", n_cols)
-    if not exponent > 1:
+    if not check_real("exponent", exponent) > 1:
         raise ValueError(f"exponent must be > 1, got {exponent!r}")
-    if not mean_nnz_per_row > 0:
-        raise ValueError(f"mean_nnz_per_row must be > 0, got {mean_nnz_per_row!r}")
-    rng = np.random.default_rng(random_state)
+    check_real("mean_nnz_per_row", mean_nnz_per_row)
+    rng = _rng(random_state)
     raw = rng.pareto(exponent, size=n_rows) + 1.0
     lengths = np.minimum(np.rint(raw * mean_nnz_per_row / raw.mean()), n_cols).astype(np.int64)
     return _csr_from_row_lengths(lengths, n_cols, rng, check_float_dtype(dtype), sort=True)

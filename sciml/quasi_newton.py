@@ -19,6 +19,8 @@ uses).
 
 import math
 
+from ._validation import check_positive_int, check_real
+
 __all__ = ["QuasiNewton"]
 
 
@@ -56,10 +58,10 @@ class QuasiNewton:
         if not self.params:
             raise ValueError("QuasiNewton got no parameters.")
         self.method = method
-        self.history_size = int(history_size)
-        self.tolerance_grad = float(tolerance_grad)
-        self.tolerance_change = float(tolerance_change)
-        self.max_ls = int(max_ls)
+        self.history_size = check_positive_int("history_size", history_size)
+        self.tolerance_grad = check_real("tolerance_grad", tolerance_grad, positive=False)
+        self.tolerance_change = check_real("tolerance_change", tolerance_change, positive=False)
+        self.max_ls = check_positive_int("max_ls", max_ls)
         self.n = sum(p.numel() for p in self.params)
         self.H = None  # dense inverse Hessian (bfgs): numpy, Fortran order, lower triangle, on the CPU
         self._Hg = None  # H @ (current gradient), carried from the last update

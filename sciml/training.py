@@ -225,6 +225,11 @@ default="adam"
         isinstance(divergence, numbers.Real) and divergence > 1
     ):
         raise ValueError(f"divergence must be a number > 1 or None, got {divergence!r}.")
+    if grad_clip is not None and not (
+        isinstance(grad_clip, numbers.Real) and not isinstance(grad_clip, bool) and 0 < grad_clip < math.inf
+    ):
+        # 0 freezes the weights and a negative norm flips the gradient, silently.
+        raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}.")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
     from .quasi_newton import QuasiNewton
@@ -251,10 +256,16 @@ default="adam"
             module.load_state_dict(state)
 
     else:
+        if isinstance(module, torch.Tensor):
+            # list(tensor) would split it into row views that never get a gradient.
+            raise TypeError("module is a tensor; pass a list of tensors ([w]) or a torch.nn.Module.")
         params = list(module)
         if not all(isinstance(p, torch.Tensor) for p in params):
             raise TypeError("module must be a torch.nn.Module or an iterable of tensors.")
         params = [p for p in params if p.requires_grad]
+        if not all(p.is_leaf for p in params):
+            raise ValueError("module's tensors must be leaf tensors (created with requires_grad=True, "
+                             "not computed from other tensors): an optimizer cannot update the others.")
 
         def snapshot():
             return [p.detach().clone() for p in params]
@@ -404,15 +415,22 @@ default="adam"
             if math.isfinite(final) and final < best["loss"]:
                 best.update(loss=final, iter=len(curve), state=None)
 
+    # A finite last loss with a non-finite gradient leaves NaN weights that no
+    # loss evaluation saw (restore_best=False skips the final one).
+    nan_weights = stop_reason not in ("nonfinite", "diverged") and not all(
+        bool(torch.isfinite(p).all()) for p in params)
+    if nan_weights:
+        stop_reason = "nonfinite"
     if stop_reason in ("nonfinite", "diverged"):
         what = "non-finite" if stop_reason == "nonfinite" else "diverging"
         if best["iter"] >= 0:
             kept = f"restoring the parameters of iteration {best['iter']} (loss {best['loss']:.6g})"
         else:
             kept = "no finite loss was seen; restoring the initial parameters"
+        event = (f"non-finite parameters after the update of iteration {len(curve) - 1}" if nan_weights
+                 else f"{what} loss {curve[-1]:.6g} at iteration {len(curve) - 1}")
         warnings.warn(
-            f"{desc}: {what} loss {curve[-1]:.6g} at iteration {len(curve) - 1}; "
-            f"stopping training and {kept}.",
+            f"{desc}: {event}; stopping training and {kept}.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -491,6 +509,10 @@ def budget_schedule(shape, max_iter, max_time=None):
         ``factory(optimizer) -> torch.optim.lr_scheduler.LambdaLR``.
     """
     import torch
+
+    _check_int(max_iter, "max_iter")
+    if max_time is not None and not (isinstance(max_time, numbers.Real) and max_time > 0):
+        raise ValueError(f"max_time must be a positive number or None, got {max_time!r}.")
 
     def factory(optimizer):
         start = time.perf_counter()

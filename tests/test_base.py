@@ -373,6 +373,17 @@ def test_as_tensor_handles_readonly_arrays():
     assert as_tensor(w).data_ptr() == w.ctypes.data  # writable arrays are not copied
 
 
+def test_flipped_and_byte_swapped_arrays_become_tensors():
+    """torch wraps neither negative strides nor big-endian data: they are copied, values kept."""
+    from sciml._validation import as_real_tensor
+
+    X = np.arange(12.0).reshape(3, 4)
+    for view in (X[::-1], X[:, ::-1], X[::-1, ::-2], X.astype(">f8")):
+        np.testing.assert_array_equal(as_tensor(view).numpy(), view)
+        np.testing.assert_array_equal(
+            as_real_tensor(view, "X", ndims=(2,), expected="2-D")[0].numpy(), view)
+
+
 # --- the shared dense-input validator ------------------------------------------------------
 def test_as_real_tensor_accepts_and_converts():
     import scipy.sparse

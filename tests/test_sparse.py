@@ -624,3 +624,15 @@ def test_structure_checks():
     short.indptr[-1] = 5  # claims more nonzeros than stored
     with pytest.raises(ValueError, match="does not match len"):
         spmv(short, np.ones(1))
+
+
+def test_generators_name_bad_arguments():
+    for kwargs, match in ((dict(exponent="2"), "exponent"), (dict(mean_nnz_per_row=None), "mean_nnz_per_row"),
+                          (dict(exponent=1.0), "exponent must be > 1"), (dict(random_state=-1), "random_state"),
+                          (dict(random_state=1.5), "random_state")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            data.power_law_csr(20, **kwargs)
+    with pytest.raises(ValueError, match="random_state"):
+        data.random_csr(5, random_state="a")
+    a, b = data.random_csr(30, random_state=np.int64(4)), data.random_csr(30, random_state=4)
+    assert (a != b).nnz == 0  # numpy integer seeds are seeds

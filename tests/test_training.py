@@ -250,6 +250,43 @@ def test_quasi_newton_argument_errors():
         train([w], lambda: (w**2).sum(), lbfgs_iter=2, lbfgs_kwargs={"line_search_fn": None})
 
 
+def test_bad_grad_clip_module_and_quasi_newton_settings_are_refused():
+    w = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    loss = lambda: (w**2).sum()  # noqa: E731
+    for bad in (0, -1.0, math.inf, "a", True):
+        with pytest.raises(ValueError, match="grad_clip must be a positive number"):
+            train([w], loss, max_iter=2, grad_clip=bad)
+    with pytest.raises(TypeError, match=r"pass a list of tensors \(\[w\]\)"):
+        train(w, loss, max_iter=2)
+    with pytest.raises(ValueError, match="leaf tensors"):
+        train([w * 2], loss, max_iter=2)
+    for kwargs, match in (({"history_size": 0}, "history_size"), ({"history_size": 2.5}, "history_size"),
+                          ({"max_ls": 0}, "max_ls"), ({"tolerance_grad": -1.0}, "tolerance_grad")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            train([w], loss, max_iter=0, lbfgs_iter=2, lbfgs_kwargs=kwargs)
+    with pytest.raises(ValueError, match="max_time must be a positive number"):
+        budget_schedule(lambda f: 1.0 - f, 3, max_time=0)
+
+
+def test_nan_weights_from_a_finite_loss_are_never_returned():
+    """The last step's gradient is NaN though its loss is finite; restore_best=False does not
+    evaluate the final weights, so the loop checks them itself."""
+    w = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    calls = [0]
+
+    def loss():
+        calls[0] += 1
+        value = (w**2).sum()
+        if calls[0] == 3:  # sqrt at 0: a NaN gradient under a finite loss
+            value = value + torch.sqrt(((w - w.detach()) ** 2).sum())
+        return value
+
+    with pytest.warns(RuntimeWarning, match="non-finite parameters after the update of iteration 2"):
+        res = train([w], loss, optimizer="sgd", lr=0.1, max_iter=3, restore_best=False)
+    assert res.stop_reason == "nonfinite" and bool(torch.isfinite(w).all())
+    assert w.item() == pytest.approx(0.8**2)  # the best point seen: after two steps of w -= 0.2 w
+
+
 def test_optimizers_schedules_and_errors():
     def fresh():
         w = torch.tensor([2.0], requires_grad=True)
